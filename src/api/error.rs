@@ -1,0 +1,226 @@
+//! The API's one error type, and the only place that turns errors into status codes and bodies.
+
+use super::json::{write_json_str, write_money_or_null};
+use crate::domain::auction::Status;
+use crate::domain::money::Money;
+use crate::http::{HttpError, Response};
+use crate::storage::StoreError;
+
+/// Seconds a client should wait before retrying a 503 (sent as `Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    BadRequest(&'static str),
+    InvalidJson(&'static str),
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    Forbidden(&'static str),
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    RequestTimeout,
+    BidTooLow {
+        current_price: Option<Money>,
+        min_next_bid: Money,
+    },
+    AuctionNotOpen(Status),
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    HeadersTooLarge,
+    NotImplemented(&'static str),
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    pub fn field(field: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+
+    fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) | ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => {
+                400
+            }
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::RequestTimeout => 408,
+            ApiError::BidTooLow { .. } | ApiError::AuctionNotOpen(_) => 409,
+            ApiError::PayloadTooLarge => 413,
+            ApiError::UriTooLong => 414,
+            ApiError::UnsupportedMediaType => 415,
+            ApiError::HeadersTooLarge => 431,
+            ApiError::Internal => 500,
+            ApiError::NotImplemented(_) => 501,
+            ApiError::Unavailable => 503,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::BidTooLow { .. } => "bid_too_low",
+            ApiError::AuctionNotOpen(_) => "auction_not_open",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UriTooLong => "uri_too_long",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::NotImplemented(_) => "not_implemented",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m) | ApiError::InvalidJson(m) | ApiError::Forbidden(m) => {
+                (*m).to_owned()
+            }
+            ApiError::NotImplemented(m) => (*m).to_owned(),
+            ApiError::InvalidField { field, message } => format!("{field} {message}"),
+            ApiError::NotFound => "no such resource".into(),
+            ApiError::MethodNotAllowed { allow } => format!("method not allowed; allowed: {allow}"),
+            ApiError::RequestTimeout => "the request was not received in time".into(),
+            ApiError::BidTooLow { min_next_bid, .. } => {
+                format!("the bid must be at least {min_next_bid}")
+            }
+            ApiError::AuctionNotOpen(s) => format!("the auction is {}", s.as_str()),
+            ApiError::PayloadTooLarge => "the request body is over 64 KiB".into(),
+            ApiError::UriTooLong => "the request line is too long".into(),
+            ApiError::UnsupportedMediaType => "the request body must be JSON".into(),
+            ApiError::HeadersTooLarge => "the header section is over 16 KiB or 64 lines".into(),
+            ApiError::Unavailable => "the service is temporarily unavailable; retry shortly".into(),
+            ApiError::Internal => "internal error".into(),
+        }
+    }
+
+    /// Members beyond `code` and `message`, already as JSON text after a leading comma.
+    fn extra_members(&self, out: &mut Vec<u8>) {
+        match self {
+            ApiError::InvalidField { field, .. } => {
+                out.extend_from_slice(b",\"field\":");
+                write_json_str(out, field);
+            }
+            ApiError::BidTooLow {
+                current_price,
+                min_next_bid,
+            } => {
+                out.extend_from_slice(b",\"current_price\":");
+                write_money_or_null(out, *current_price);
+                out.extend_from_slice(b",\"min_next_bid\":");
+                write_money_or_null(out, Some(*min_next_bid));
+            }
+            ApiError::AuctionNotOpen(s) => {
+                out.extend_from_slice(b",\"status\":");
+                write_json_str(out, s.as_str());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut body = Vec::with_capacity(128);
+        body.extend_from_slice(b"{\"error\":{\"code\":");
+        write_json_str(&mut body, self.code());
+        body.extend_from_slice(b",\"message\":");
+        write_json_str(&mut body, &self.message());
+        self.extra_members(&mut body);
+        body.extend_from_slice(b"}}");
+        let mut resp = Response::json(self.status(), body);
+        match self {
+            ApiError::MethodNotAllowed { allow } => resp.header("Allow", allow),
+            ApiError::Unavailable => resp.header("Retry-After", RETRY_AFTER_SECS.to_string()),
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<&HttpError> for ApiError {
+    fn from(e: &HttpError) -> Self {
+        match e {
+            HttpError::BadRequest(m) => ApiError::BadRequest(m),
+            HttpError::InvalidContentLength => {
+                ApiError::BadRequest("Content-Length must be one plain decimal number")
+            }
+            HttpError::ConflictingFraming => ApiError::BadRequest(
+                "a request may not carry both Transfer-Encoding and Content-Length",
+            ),
+            HttpError::UriTooLong => ApiError::UriTooLong,
+            HttpError::HeadersTooLarge => ApiError::HeadersTooLarge,
+            HttpError::PayloadTooLarge => ApiError::PayloadTooLarge,
+            HttpError::UnsupportedTransferEncoding => {
+                ApiError::NotImplemented("only the chunked transfer coding is supported")
+            }
+            HttpError::RequestTimeout => ApiError::RequestTimeout,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => {
+                crate::logging::warn("database unavailable", &[("error", &why)]);
+                ApiError::Unavailable
+            }
+            StoreError::Internal(why) => {
+                crate::logging::error("database error", &[("error", &why)]);
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: ApiError) -> (u16, String) {
+        let r = e.into_response();
+        (r.status, String::from_utf8(r.body).unwrap())
+    }
+
+    #[test]
+    fn bid_too_low_body() {
+        let (status, b) = body(ApiError::BidTooLow {
+            current_price: None,
+            min_next_bid: Money::from_cents(10_000),
+        });
+        assert_eq!(status, 409);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["error"]["code"], "bid_too_low");
+        assert!(v["error"]["current_price"].is_null());
+        assert_eq!(v["error"]["min_next_bid"], "100.00");
+    }
+
+    #[test]
+    fn invalid_field_names_the_field() {
+        let (status, b) = body(ApiError::field("amount", "is required"));
+        assert_eq!(status, 400);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["error"]["field"], "amount");
+        assert_eq!(v["error"]["message"], "amount is required");
+    }
+
+    #[test]
+    fn unavailable_has_retry_after() {
+        let r = ApiError::Unavailable.into_response();
+        assert_eq!(r.status, 503);
+    }
+}

@@ -1,0 +1,342 @@
+//! JSON in and out: request fields decoded from their raw text (money never passes through a float),
+//! responses written straight into the output buffer.
+
+use super::error::ApiError;
+use crate::domain::auction::{Auction, Bid};
+use crate::domain::money::{Money, MoneyError};
+use crate::domain::parse_id;
+use crate::domain::time::Timestamp;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A request field as sent: absent and `null` are both `None`.
+pub type Raw<'a> = Option<&'a RawValue>;
+
+/// Parses a request body that must be one JSON object into `T` (a struct of `Raw` fields).
+pub fn parse_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b" \t\r\n".contains(b));
+    match first {
+        None => return Err(ApiError::InvalidJson("the request body is empty")),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::InvalidJson(
+                "the request body must be a JSON object",
+            ))
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::InvalidJson("the request body has a duplicate or malformed member")
+        } else {
+            ApiError::InvalidJson("the request body is not valid JSON")
+        }
+    })
+}
+
+fn required<'a>(field: &'static str, raw: Raw<'a>) -> Result<&'a str, ApiError> {
+    raw.map(RawValue::get)
+        .ok_or_else(|| ApiError::field(field, "is required"))
+}
+
+/// A JSON string's value, escapes decoded; `None` when the raw value is not a string.
+fn as_string(raw: &str) -> Option<String> {
+    if raw.starts_with('"') {
+        serde_json::from_str(raw).ok()
+    } else {
+        None
+    }
+}
+
+pub fn id(field: &'static str, raw: Raw<'_>) -> Result<i64, ApiError> {
+    let text = required(field, raw)?;
+    parse_id(text)
+        .ok_or_else(|| ApiError::field(field, "must be an integer from 1 to 9223372036854775807"))
+}
+
+pub fn opt_id(field: &'static str, raw: Raw<'_>) -> Result<Option<i64>, ApiError> {
+    raw.map(|_| id(field, raw)).transpose()
+}
+
+pub fn money(field: &'static str, raw: Raw<'_>) -> Result<Money, ApiError> {
+    let text = required(field, raw)?;
+    let owned;
+    let digits = if text.starts_with('"') {
+        owned = as_string(text).ok_or_else(|| ApiError::field(field, "is not a valid string"))?;
+        owned.as_str()
+    } else {
+        text
+    };
+    Money::parse(digits).map_err(|e| match e {
+        MoneyError::Malformed => ApiError::field(
+            field,
+            "must be a decimal number with at most two digits after the point",
+        ),
+        MoneyError::OutOfRange => {
+            ApiError::field(field, "must be greater than 0 and at most 999999999999.99")
+        }
+    })
+}
+
+pub fn opt_money(field: &'static str, raw: Raw<'_>) -> Result<Option<Money>, ApiError> {
+    raw.map(|_| money(field, raw)).transpose()
+}
+
+/// An integer field within `min..=max`; JSON integers only (no fraction, no exponent).
+pub fn opt_int(
+    field: &'static str,
+    raw: Raw<'_>,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let range_err = || ApiError::field(field, format!("must be an integer from {min} to {max}"));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(range_err());
+    }
+    let value: i64 = text.parse().map_err(|_| range_err())?;
+    if value < min || value > max {
+        return Err(range_err());
+    }
+    Ok(Some(value))
+}
+
+pub fn opt_time(field: &'static str, raw: Raw<'_>) -> Result<Option<Timestamp>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = as_string(raw.get())
+        .ok_or_else(|| ApiError::field(field, "must be an RFC 3339 time string"))?;
+    Timestamp::parse_rfc3339(&text)
+        .map(Some)
+        .map_err(|_| ApiError::field(field, "must be an RFC 3339 time with an offset"))
+}
+
+pub fn string(field: &'static str, raw: Raw<'_>) -> Result<String, ApiError> {
+    let text = required(field, raw)?;
+    as_string(text).ok_or_else(|| ApiError::field(field, "must be a string"))
+}
+
+// ---- output ----
+
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+pub fn write_money_or_null(out: &mut Vec<u8>, m: Option<Money>) {
+    match m {
+        None => out.extend_from_slice(b"null"),
+        Some(m) => {
+            out.push(b'"');
+            out.extend_from_slice(m.to_string().as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
+fn write_i64(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn write_opt_i64(out: &mut Vec<u8>, n: Option<i64>) {
+    match n {
+        None => out.extend_from_slice(b"null"),
+        Some(n) => write_i64(out, n),
+    }
+}
+
+fn write_time(out: &mut Vec<u8>, t: Timestamp) {
+    let mut s = String::with_capacity(27);
+    t.write_rfc3339(&mut s);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Writes `"name":` preceded by a comma unless it is the first member.
+fn key(out: &mut Vec<u8>, name: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+pub fn write_auction(out: &mut Vec<u8>, a: &Auction, now: Timestamp) {
+    out.push(b'{');
+    key(out, "id", true);
+    write_i64(out, a.id);
+    key(out, "title", false);
+    write_json_str(out, &a.title);
+    key(out, "seller_id", false);
+    write_i64(out, a.seller_id);
+    key(out, "start_price", false);
+    write_money_or_null(out, Some(a.start_price));
+    key(out, "min_increment", false);
+    write_money_or_null(out, Some(a.min_increment));
+    key(out, "starts_at", false);
+    write_time(out, a.starts_at);
+    key(out, "ends_at", false);
+    write_time(out, a.ends_at);
+    key(out, "extension_seconds", false);
+    write_i64(out, i64::from(a.extension_seconds));
+    key(out, "status", false);
+    write_json_str(out, a.status(now).as_str());
+    key(out, "current_price", false);
+    write_money_or_null(out, a.current_price);
+    key(out, "leader_id", false);
+    write_opt_i64(out, a.leader_id);
+    key(out, "bid_count", false);
+    write_i64(out, a.bid_count);
+    key(out, "min_next_bid", false);
+    write_money_or_null(out, Some(a.min_next_bid()));
+    key(out, "created_at", false);
+    write_time(out, a.created_at);
+    out.push(b'}');
+}
+
+pub fn write_bid(out: &mut Vec<u8>, b: &Bid) {
+    out.push(b'{');
+    key(out, "id", true);
+    write_i64(out, b.id);
+    key(out, "auction_id", false);
+    write_i64(out, b.auction_id);
+    key(out, "amount", false);
+    write_money_or_null(out, Some(b.amount));
+    key(out, "bidder_id", false);
+    write_i64(out, b.bidder_id);
+    key(out, "is_winning", false);
+    out.extend_from_slice(if b.is_winning { b"true" } else { b"false" });
+    key(out, "created_at", false);
+    write_time(out, b.created_at);
+    out.push(b'}');
+}
+
+/// `{"<name>":[items...],"<cursor>":n|null}`
+pub fn write_page<T>(
+    out: &mut Vec<u8>,
+    name: &str,
+    items: &[T],
+    cursor_name: &str,
+    cursor: Option<i64>,
+    mut item: impl FnMut(&mut Vec<u8>, &T),
+) {
+    out.push(b'{');
+    key(out, name, true);
+    out.push(b'[');
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, it);
+    }
+    out.push(b']');
+    key(out, cursor_name, false);
+    write_opt_i64(out, cursor);
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        amount: Raw<'a>,
+        #[serde(borrow)]
+        id: Raw<'a>,
+    }
+
+    fn body(json: &str) -> Body<'_> {
+        parse_object(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn money_from_string_or_number_text() {
+        assert_eq!(
+            money("amount", body(r#"{"amount":"12.50"}"#).amount)
+                .unwrap()
+                .cents(),
+            1250
+        );
+        assert_eq!(
+            money("amount", body(r#"{"amount":12.5}"#).amount)
+                .unwrap()
+                .cents(),
+            1250
+        );
+        assert_eq!(
+            money("amount", body(r#"{"amount":0.07}"#).amount)
+                .unwrap()
+                .cents(),
+            7,
+            "no float rounding"
+        );
+        for bad in [
+            r#"{"amount":1e3}"#,
+            r#"{"amount":"12."}"#,
+            r#"{"amount":12.500}"#,
+            r#"{"amount":-1}"#,
+            r#"{"amount":true}"#,
+            r#"{"amount":[1]}"#,
+            r#"{"amount":" 1"}"#,
+            r#"{"amount":0}"#,
+            r#"{}"#,
+            r#"{"amount":null}"#,
+        ] {
+            let err = money("amount", body(bad).amount).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ApiError::InvalidField {
+                        field: "amount",
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_json_integers() {
+        assert_eq!(id("id", body(r#"{"id":42}"#).id), Ok(42));
+        for bad in [
+            r#"{"id":"42"}"#,
+            r#"{"id":4.2}"#,
+            r#"{"id":0}"#,
+            r#"{"id":-3}"#,
+            r#"{"id":1e2}"#,
+        ] {
+            assert!(id("id", body(bad).id).is_err(), "{bad}");
+        }
+        assert_eq!(opt_id("id", body("{}").id), Ok(None));
+    }
+
+    #[test]
+    fn body_must_be_an_object() {
+        for bad in [
+            "", "[]", "[1,2]", "1", "\"x\"", "{", "{\"a\":}", "nul", "\u{0}",
+        ] {
+            let r: Result<Body<'_>, _> = parse_object(bad.as_bytes());
+            assert!(matches!(r, Err(ApiError::InvalidJson(_))), "{bad:?}");
+        }
+        let deep = "[".repeat(10_000);
+        let nested = format!("{{\"amount\":{deep}");
+        let r: Result<Body<'_>, _> = parse_object(nested.as_bytes());
+        assert!(matches!(r, Err(ApiError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn int_bounds() {
+        let raw = |t: &str| serde_json::from_str::<Box<RawValue>>(t).unwrap();
+        let v = raw("3600");
+        assert_eq!(opt_int("x", Some(&v), 0, 3600), Ok(Some(3600)));
+        for bad in ["3601", "-1", "1.0", "1e2", "\"5\"", "99999999999999999999"] {
+            let v = raw(bad);
+            assert!(opt_int("x", Some(&v), 0, 3600).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! API: routes, request decoding, handlers and error answers. The only layer that decides status codes.
+
+pub mod error;
+pub mod json;
+mod query;
+
+use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSION_SECS};
+use crate::domain::parse_id;
+use crate::domain::time::Timestamp;
+use crate::http::{HttpError, Request, Response, Service};
+use crate::storage::queries::{self, BidOutcome};
+use crate::storage::Store;
+use error::ApiError;
+use json::Raw;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Page size bounds of API.md: auctions 1–200 (default 50), bids 1–500 (default 50).
+pub const MAX_AUCTION_PAGE: i64 = 200;
+pub const MAX_BID_PAGE: i64 = 500;
+pub const DEFAULT_PAGE: i64 = 50;
+
+/// What one worker's request handlers share: its own database connections.
+pub struct WorkerContext {
+    pub worker: usize,
+    pub store: Store,
+}
+
+/// The service behind every connection of one worker.
+pub struct Api {
+    ctx: Arc<WorkerContext>,
+}
+
+impl Api {
+    pub fn new(ctx: Arc<WorkerContext>) -> Api {
+        Api { ctx }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+impl Service for Api {
+    fn call(&mut self, req: &Request<'_>) -> Response {
+        route(&self.ctx, req).unwrap_or_else(ApiError::into_response)
+    }
+
+    fn error(&mut self, err: &HttpError) -> Response {
+        ApiError::from(err).into_response()
+    }
+}
+
+fn now() -> Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Timestamp::from_unix_micros(micros)
+}
+
+fn is_get(method: &str) -> bool {
+    method == "GET" || method == "HEAD"
+}
+
+fn route(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
+    let m = req.method;
+    match req.path {
+        "/health" if is_get(m) => Ok(Response::json(200, br#"{"status":"ok"}"#.to_vec())),
+        "/ready" if is_get(m) => ready(ctx),
+        "/health" | "/ready" => not_allowed("GET, HEAD"),
+        "/api/auctions" if is_get(m) => list_auctions(ctx, req),
+        "/api/auctions" if m == "POST" => create_auction(ctx, req),
+        "/api/auctions" => not_allowed("GET, HEAD, POST"),
+        "/api/bids" if m == "POST" => place_bid(ctx, req),
+        "/api/bids" => not_allowed("POST"),
+        path => route_by_id(ctx, req, path),
+    }
+}
+
+fn route_by_id(ctx: &WorkerContext, req: &Request<'_>, path: &str) -> ApiResult {
+    let (handler, id): (fn(&WorkerContext, &Request<'_>, i64) -> ApiResult, _) =
+        if let Some(rest) = path.strip_prefix("/api/auctions/") {
+            (get_auction, rest)
+        } else if let Some(rest) = path.strip_prefix("/api/bids/") {
+            (list_bids, rest)
+        } else {
+            return Err(ApiError::NotFound);
+        };
+    let id = parse_id(id).ok_or(ApiError::NotFound)?;
+    if !is_get(req.method) {
+        return not_allowed("GET, HEAD");
+    }
+    handler(ctx, req, id)
+}
+
+fn not_allowed(allow: &'static str) -> ApiResult {
+    Err(ApiError::MethodNotAllowed { allow })
+}
+
+fn json_response(status: u16, write: impl FnOnce(&mut Vec<u8>)) -> Response {
+    let mut body = Vec::with_capacity(512);
+    write(&mut body);
+    Response::json(status, body)
+}
+
+fn ready(ctx: &WorkerContext) -> ApiResult {
+    let postgres_up = ctx.store.read.is_up() && queries::ping(&ctx.store.read).is_ok();
+    if postgres_up {
+        Ok(Response::json(
+            200,
+            br#"{"status":"degraded","postgres":"up","redis":"disabled"}"#.to_vec(),
+        ))
+    } else {
+        let mut resp = Response::json(
+            503,
+            br#"{"status":"unavailable","postgres":"down","redis":"disabled"}"#.to_vec(),
+        );
+        resp.header("Retry-After", error::RETRY_AFTER_SECS.to_string());
+        Ok(resp)
+    }
+}
+
+/// Refuses a body whose declared type is not JSON (a missing `Content-Type` counts as JSON).
+fn require_json(req: &Request<'_>) -> Result<(), ApiError> {
+    let Some(value) = req.header("content-type") else {
+        return Ok(());
+    };
+    let value = std::str::from_utf8(value).map_err(|_| ApiError::UnsupportedMediaType)?;
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = mime == "application/json"
+        || (mime.starts_with("application/") && mime.ends_with("+json") && !mime.contains(' '));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+#[derive(Deserialize)]
+struct AuctionBody<'a> {
+    #[serde(borrow)]
+    title: Raw<'a>,
+    #[serde(borrow)]
+    seller_id: Raw<'a>,
+    #[serde(borrow)]
+    start_price: Raw<'a>,
+    #[serde(borrow)]
+    min_increment: Raw<'a>,
+    #[serde(borrow)]
+    starts_at: Raw<'a>,
+    #[serde(borrow)]
+    ends_at: Raw<'a>,
+    #[serde(borrow)]
+    duration_seconds: Raw<'a>,
+    #[serde(borrow)]
+    extension_seconds: Raw<'a>,
+}
+
+fn auction_draft(b: &AuctionBody<'_>) -> Result<Draft, ApiError> {
+    let title = json::string("title", b.title)?;
+    let seller_id = json::id("seller_id", b.seller_id)?;
+    let start_price = json::money("start_price", b.start_price)?;
+    let min_increment = json::opt_money("min_increment", b.min_increment)?;
+    let starts_at = json::opt_time("starts_at", b.starts_at)?;
+    let end = match (b.ends_at, b.duration_seconds) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "duration_seconds",
+                "may not be given together with ends_at",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::field(
+                "ends_at",
+                "or duration_seconds is required",
+            ))
+        }
+        (Some(_), None) => {
+            End::At(json::opt_time("ends_at", b.ends_at)?.unwrap_or(Timestamp::from_unix_micros(0)))
+        }
+        (None, Some(_)) => End::AfterSecs(
+            json::opt_int("duration_seconds", b.duration_seconds, 1, MAX_DURATION_SECS)?
+                .unwrap_or(0),
+        ),
+    };
+    let extension_seconds = json::opt_int(
+        "extension_seconds",
+        b.extension_seconds,
+        0,
+        MAX_EXTENSION_SECS,
+    )?;
+    Ok(Draft {
+        title,
+        seller_id,
+        start_price,
+        min_increment,
+        starts_at,
+        end,
+        extension_seconds,
+    })
+}
+
+fn create_auction(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
+    require_json(req)?;
+    let body: AuctionBody<'_> = json::parse_object(req.body)?;
+    let now = now();
+    let new = auction_draft(&body)?
+        .validate(now)
+        .map_err(|v| ApiError::field(v.field, v.reason))?;
+    let auction = queries::insert_auction(&ctx.store.write, &new)?;
+    let mut resp = json_response(201, |out| json::write_auction(out, &auction, now));
+    resp.header("Location", format!("/api/auctions/{}", auction.id));
+    Ok(resp)
+}
+
+fn get_auction(ctx: &WorkerContext, _req: &Request<'_>, id: i64) -> ApiResult {
+    let auction = queries::get_auction(&ctx.store.read, id)?.ok_or(ApiError::NotFound)?;
+    let now = now();
+    Ok(json_response(200, |out| {
+        json::write_auction(out, &auction, now)
+    }))
+}
+
+fn list_auctions(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
+    let params = query::Params::parse(req.query);
+    let status =
+        match params.get("status") {
+            None => None,
+            Some(s) => Some(Status::parse(&s).ok_or_else(|| {
+                ApiError::field("status", "must be one of scheduled, open, closed")
+            })?),
+        };
+    let limit = params
+        .int("limit", 1, MAX_AUCTION_PAGE)?
+        .unwrap_or(DEFAULT_PAGE);
+    let after_id = params.int("after_id", 0, i64::MAX)?.unwrap_or(0);
+    let now = now();
+    let page = queries::list_auctions(&ctx.store.read, status, after_id, limit, now)?;
+    let cursor = page.more.then(|| page.items.last().map(|a| a.id)).flatten();
+    Ok(json_response(200, |out| {
+        json::write_page(
+            out,
+            "auctions",
+            &page.items,
+            "next_after_id",
+            cursor,
+            |o, a| json::write_auction(o, a, now),
+        )
+    }))
+}
+
+#[derive(Deserialize)]
+struct BidBody<'a> {
+    #[serde(borrow)]
+    auction_id: Raw<'a>,
+    #[serde(borrow)]
+    amount: Raw<'a>,
+    #[serde(borrow)]
+    bidder_id: Raw<'a>,
+}
+
+fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
+    require_json(req)?;
+    let body: BidBody<'_> = json::parse_object(req.body)?;
+    let auction_id = json::id("auction_id", body.auction_id)?;
+    let amount = json::money("amount", body.amount)?;
+    let bidder_id = json::id("bidder_id", body.bidder_id)?;
+    match queries::place_bid(&ctx.store.write, auction_id, bidder_id, amount)? {
+        BidOutcome::Accepted(bid) => Ok(json_response(201, |out| json::write_bid(out, &bid))),
+        BidOutcome::NotFound => Err(ApiError::NotFound),
+        BidOutcome::NotOpen(status) => Err(ApiError::AuctionNotOpen(status)),
+        BidOutcome::Forbidden => Err(ApiError::Forbidden(
+            "a seller may not bid on their own auction",
+        )),
+        BidOutcome::TooLow {
+            current_price,
+            min_next_bid,
+        } => Err(ApiError::BidTooLow {
+            current_price,
+            min_next_bid,
+        }),
+    }
+}
+
+fn list_bids(ctx: &WorkerContext, req: &Request<'_>, auction_id: i64) -> ApiResult {
+    let params = query::Params::parse(req.query);
+    let limit = params
+        .int("limit", 1, MAX_BID_PAGE)?
+        .unwrap_or(DEFAULT_PAGE);
+    let before_id = params.int("before_id", 1, i64::MAX)?;
+    let page = queries::list_bids(&ctx.store.read, auction_id, before_id, limit)?
+        .ok_or(ApiError::NotFound)?;
+    let cursor = page.more.then(|| page.items.last().map(|b| b.id)).flatten();
+    Ok(json_response(200, |out| {
+        json::write_page(
+            out,
+            "bids",
+            &page.items,
+            "next_before_id",
+            cursor,
+            json::write_bid,
+        )
+    }))
+}

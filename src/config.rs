@@ -1,0 +1,287 @@
+//! Settings from flags and environment variables, a flag winning over its variable.
+
+use crate::logging::Level;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long a keep-alive connection may sit idle (API.md's default).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// How long shutdown waits for in-flight requests (issue-given default; the systemd stop timeout is longer).
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// How long a request waits for PostgreSQL before a 503: API.md wants a 503 "within a second".
+pub const DEFAULT_DB_TIMEOUT_MILLIS: u64 = 900;
+/// The server-side bound on one statement, below the client wait so the server gives up first.
+pub const DEFAULT_STATEMENT_TIMEOUT_MILLIS: u64 = 800;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CorsSetting {
+    Any,
+    Origins(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub redis_url: String,
+    pub workers: usize,
+    pub log_level: Option<Level>,
+    pub idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub db_timeout: Duration,
+    pub cors: CorsSetting,
+}
+
+struct Setting {
+    flag: &'static str,
+    env: &'static str,
+    default: &'static str,
+    help: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        flag: "listen",
+        env: "GAVEL_LISTEN",
+        default: "0.0.0.0:3000",
+        help: "address and port to serve HTTP on",
+    },
+    Setting {
+        flag: "database-url",
+        env: "DATABASE_URL",
+        default: "postgres://postgres@127.0.0.1:5432/gavel",
+        help: "PostgreSQL URL; the database is created when missing",
+    },
+    Setting {
+        flag: "redis-url",
+        env: "REDIS_URL",
+        default: "redis://127.0.0.1:6379/0",
+        help: "Redis URL, or `off` (not used yet: Redis is reported as disabled)",
+    },
+    Setting {
+        flag: "workers",
+        env: "GAVEL_WORKERS",
+        default: "the CPUs this process may run on",
+        help: "worker threads, one per core, each pinned",
+    },
+    Setting {
+        flag: "log-level",
+        env: "RUST_LOG",
+        default: "info",
+        help: "error, warn, info, debug, trace or off",
+    },
+    Setting {
+        flag: "idle-timeout-secs",
+        env: "GAVEL_IDLE_TIMEOUT_SECS",
+        default: "60",
+        help: "close keep-alive connections idle this long",
+    },
+    Setting {
+        flag: "shutdown-timeout-secs",
+        env: "GAVEL_SHUTDOWN_TIMEOUT_SECS",
+        default: "10",
+        help: "on SIGTERM/SIGINT, how long in-flight requests may take",
+    },
+    Setting {
+        flag: "db-timeout-ms",
+        env: "GAVEL_DB_TIMEOUT_MS",
+        default: "900",
+        help: "longest wait for PostgreSQL before answering 503",
+    },
+    Setting {
+        flag: "cors-origins",
+        env: "GAVEL_CORS_ORIGINS",
+        default: "*",
+        help: "`*` or a comma-separated list of allowed origins",
+    },
+];
+
+pub fn help() -> String {
+    let mut out = String::from(
+        "gavel: an auction bidding HTTP API server\n\nUsage: gavel [--flag value]...\n\nSettings (flag, environment variable, default):\n",
+    );
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "  --{:<24} {:<28} {}\n      {}\n",
+            s.flag, s.env, s.default, s.help
+        ));
+    }
+    out.push_str("  --help                   print this text\n");
+    out
+}
+
+/// What the command line asked for.
+pub enum Command {
+    Serve(Config),
+    Help,
+}
+
+impl Config {
+    pub fn from_args(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Command, String> {
+        let flags = parse_flags(args)?;
+        if flags.iter().any(|(k, _)| k == "help") {
+            return Ok(Command::Help);
+        }
+        let get = |flag: &str| -> Option<String> {
+            let setting = SETTINGS.iter().find(|s| s.flag == flag)?;
+            flags
+                .iter()
+                .rev()
+                .find(|(k, _)| k == flag)
+                .map(|(_, v)| v.clone())
+                .or_else(|| env(setting.env).filter(|v| !v.is_empty()))
+        };
+        let or_default = |flag: &str| {
+            get(flag).unwrap_or_else(|| {
+                SETTINGS
+                    .iter()
+                    .find(|s| s.flag == flag)
+                    .map_or("", |s| s.default)
+                    .to_owned()
+            })
+        };
+        let listen = or_default("listen")
+            .parse()
+            .map_err(|_| "--listen must be an address like 0.0.0.0:3000".to_owned())?;
+        let workers = match get("workers") {
+            Some(w) => positive(&w, "workers")? as usize,
+            None => default_workers(),
+        };
+        let log_level = Level::parse(&or_default("log-level"))
+            .ok_or("--log-level must be error, warn, info, debug, trace or off")?;
+        Ok(Command::Serve(Config {
+            listen,
+            database_url: or_default("database-url"),
+            redis_url: or_default("redis-url"),
+            workers,
+            log_level,
+            idle_timeout: Duration::from_secs(positive(
+                &or_default("idle-timeout-secs"),
+                "idle-timeout-secs",
+            )?),
+            shutdown_timeout: Duration::from_secs(positive(
+                &or_default("shutdown-timeout-secs"),
+                "shutdown-timeout-secs",
+            )?),
+            db_timeout: Duration::from_millis(positive(
+                &or_default("db-timeout-ms"),
+                "db-timeout-ms",
+            )?),
+            cors: parse_cors(&or_default("cors-origins")),
+        }))
+    }
+}
+
+fn parse_flags(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?}; see --help"));
+        };
+        if flag == "help" {
+            out.push(("help".to_owned(), String::new()));
+            continue;
+        }
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_owned(), v.to_owned()),
+            None => {
+                let v = it.next().ok_or_else(|| format!("--{flag} needs a value"))?;
+                (flag.to_owned(), v.clone())
+            }
+        };
+        if !SETTINGS.iter().any(|s| s.flag == name) {
+            return Err(format!("unknown flag --{name}; see --help"));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn positive(text: &str, name: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("--{name} must be a whole number above 0")),
+    }
+}
+
+fn default_workers() -> usize {
+    core_affinity::get_core_ids().map_or(1, |ids| ids.len().max(1))
+}
+
+fn parse_cors(text: &str) -> CorsSetting {
+    if text.trim() == "*" {
+        return CorsSetting::Any;
+    }
+    CorsSetting::Origins(
+        text.split(',')
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn serve(a: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match Config::from_args(&args(a), |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })? {
+            Command::Serve(c) => Ok(c),
+            Command::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = serve(&[], &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
+        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:5432/gavel");
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.cors, CorsSetting::Any);
+        assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn flag_beats_env() {
+        let c = serve(
+            &["--listen", "127.0.0.1:1", "--workers=3"],
+            &[
+                ("GAVEL_LISTEN", "127.0.0.1:2"),
+                ("GAVEL_WORKERS", "5"),
+                ("GAVEL_CORS_ORIGINS", "https://a, https://b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.workers, 3);
+        assert_eq!(
+            c.cors,
+            CorsSetting::Origins(vec!["https://a".into(), "https://b".into()])
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(serve(&["--workers", "0"], &[]).is_err());
+        assert!(serve(&["--listen", "nowhere"], &[]).is_err());
+        assert!(serve(&["--nope", "1"], &[]).is_err());
+        assert!(serve(&["--listen"], &[]).is_err());
+        assert!(serve(&["--log-level", "loud"], &[]).is_err());
+        assert!(serve(&["--help"], &[]).is_err());
+        assert!(help().contains("DATABASE_URL"));
+    }
+}

@@ -1,0 +1,139 @@
+//! HTTP/1.1 server layer: turns bytes on a socket into [`Request`]s for a [`Service`] and its
+//! [`Response`]s back into bytes.
+//!
+//! It knows nothing about auctions. It enforces the protocol limits below, runs keep-alive and
+//! pipelined connections with deadlines, answers CORS preflights, compresses large bodies, and
+//! shuts down gracefully. Status codes and bodies of errors are never decided here: the layer
+//! reports an [`HttpError`] to [`Service::error`] and writes whatever that returns.
+//!
+//! Layout: the codec (`head`, `chunked`, `parser`, `encode`, `gzip`, `cors`, `date`) is pure, no
+//! IO, with unit tests beside it; `buffer` is the bounded read buffer; `conn` does a connection's
+//! socket IO and deadlines; `parking` holds idle connections without a coroutine; `server` owns
+//! listeners, acceptors and shutdown.
+//!
+//! `HEAD` requests reach the service with method `"HEAD"`; the service may treat them like `GET`.
+//! The layer then drops the body but keeps the `Content-Length` (and encoding) the body would have
+//! had.
+
+mod buffer;
+mod chunked;
+mod conn;
+mod cors;
+mod date;
+mod encode;
+mod gzip;
+mod head;
+mod message;
+mod parking;
+mod parser;
+mod server;
+
+pub use cors::Cors;
+pub use message::{Header, HttpError, Request, Response, Service};
+pub use server::{serve, Server, ServerConfig};
+
+/// Longest request line (method, target, version; without its CRLF). 8 KiB is the usual server
+/// default and far above any Gavel URL, while bounding what a client can make us buffer before the
+/// request is even recognised.
+pub const MAX_REQUEST_LINE_BYTES: usize = 8 * 1024;
+
+/// Largest header section: every byte after the request line up to and including the empty line
+/// that ends the head. Real clients (cookies, bearer tokens) stay well under 8 KiB; 16 KiB leaves
+/// headroom while keeping per-connection memory bounded. Chunked trailers share this budget.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Most header lines in one request (trailers included). Bounds the fixed-size header table the
+/// parser keeps on the coroutine stack and the per-request work of header lookups.
+pub const MAX_HEADER_LINES: usize = 64;
+
+/// Largest request body, decided from `Content-Length` before reading it (or while decoding a
+/// chunked body). Gavel's JSON bodies are a few KiB; 64 KiB leaves room without letting one
+/// connection pin much memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest chunk-size line of a chunked body, extensions included. A size needs at most 16 hex
+/// digits and the extensions are ignored, so 1 KiB is generous and bounds what we hold while
+/// waiting for the line's end.
+pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// Empty lines tolerated before a request line. RFC 9112 §2.2 asks servers to skip at least one
+/// (some clients send CRLF after a body); more than a few is garbage, not a request.
+pub const MAX_LEADING_EMPTY_BYTES: usize = 16;
+
+/// Time allowed for a request's head, counted from its first byte: a slow-loris client must not
+/// hold a connection and its buffer indefinitely, while a real client on a bad link sends a head
+/// within a second or two.
+pub const HEADER_TIMEOUT_SECS: u64 = 10;
+
+/// Time allowed for a request body once its head has arrived; same reasoning as the head: the
+/// largest body is 64 KiB, which any live client sends in well under ten seconds.
+pub const BODY_TIMEOUT_SECS: u64 = 10;
+
+/// Default time a keep-alive connection may sit between requests before it is closed silently.
+/// A minute lets browsers and load balancers reuse connections without holding idle sockets for
+/// long.
+pub const IDLE_TIMEOUT_SECS: u64 = 60;
+
+/// Default time a connection waits for its next request in its own coroutine before it gives the
+/// coroutine (and its stack) up and waits in the parking lot instead. Clients that keep a
+/// connection busy send their next request well within a second, so they never pay for parking;
+/// connections idle longer cost a few hundred bytes instead of several stack pages.
+pub const PARK_AFTER_MILLIS: u64 = 1000;
+
+/// Time allowed to hand one batch of responses to the kernel: a client that stops reading must
+/// not pin its output buffer (and its coroutine) forever.
+pub const WRITE_TIMEOUT_SECS: u64 = 10;
+
+/// Smallest response body worth compressing. Below 1 KiB the gzip header and CPU cost outweigh
+/// the bytes saved.
+pub const GZIP_MIN_BYTES: usize = 1024;
+
+/// Pending-connection queue length requested for each listener. Large enough to absorb accept
+/// bursts of a load test or a reconnect storm; the kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Stack of each connection coroutine, which also runs the service. Measured in an unoptimised
+/// build: the layer's own request path peaks near 22 KiB, gzip of a response near 140 KiB, and
+/// serde_json refusing a 10 000-deep array (it stops at depth 128) near 215 KiB; optimised builds
+/// need a fraction of that. 512 KiB leaves twice the worst of those. The stack is reserved address
+/// space: only pages a connection actually touches become resident, so the size does not add to
+/// the memory of connections that never run deep code.
+pub const CONN_STACK_BYTES: usize = 512 * 1024;
+
+/// Stack of the acceptor, parker and sweeper coroutines: they only move sockets between
+/// structures and make syscalls, which fits in a few KiB; 64 KiB covers an unoptimised build.
+pub const HOUSEKEEPING_STACK_BYTES: usize = 64 * 1024;
+
+/// Read buffer size for a connection while it parses a request. Almost every request fits, so
+/// a connection mostly never allocates more.
+pub const READ_BUFFER_INITIAL_BYTES: usize = 4 * 1024;
+
+/// Extra room in the read buffer beyond line + headers + body: covers the request line's CRLF,
+/// tolerated leading empty lines and one partial chunk-size line.
+pub const READ_BUFFER_SLACK_BYTES: usize = 2 * 1024;
+
+/// Hard cap on a connection's read buffer: the largest request the limits admit, so no client can
+/// make it grow further whatever it sends.
+pub const READ_BUFFER_MAX_BYTES: usize =
+    MAX_REQUEST_LINE_BYTES + MAX_HEADER_BYTES + MAX_BODY_BYTES + READ_BUFFER_SLACK_BYTES;
+
+/// Pipelined responses are collected and written together; past this size they are written
+/// before the next request is parsed, so a pipelining client cannot grow the output buffer
+/// without bound.
+pub const WRITE_BATCH_MAX_BYTES: usize = 64 * 1024;
+
+/// After an error response the connection is closed; unread input at close time makes the kernel
+/// send a reset that can destroy the response before the client reads it. So the input is read
+/// and discarded for at most this long first.
+pub const LINGER_TIMEOUT_MILLIS: u64 = 2000;
+
+/// Upper bound on input discarded while lingering (see [`LINGER_TIMEOUT_MILLIS`]): enough to
+/// swallow a refused multi-MiB upload, small enough to cap the work a client can demand.
+pub const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Pause after `accept` fails for lack of descriptors or memory, so the acceptor does not spin
+/// while the condition lasts.
+pub const ACCEPT_BACKOFF_MILLIS: u64 = 50;
+
+/// How often [`Server::shutdown`] rechecks the open-connection counters while draining.
+pub const SHUTDOWN_POLL_MILLIS: u64 = 5;

@@ -1,0 +1,12 @@
+//! Gavel: an auction bidding HTTP API server, thread-per-core on stackful coroutines.
+//!
+//! Layers, top to bottom: `http` (bytes, limits, connections), `api` (routes, JSON, errors),
+//! `domain` (money, time, auction rules; no IO), `storage` (PostgreSQL client, queries, migrations).
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod logging;
+pub mod server;
+pub mod storage;

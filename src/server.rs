@@ -1,0 +1,140 @@
+//! Start-up and shutdown: configure the runtime, prepare the database, open each worker's
+//! connections, serve, and drain on SIGTERM/SIGINT.
+
+use crate::api::{Api, WorkerContext};
+use crate::config::{Config, CorsSetting};
+use crate::http::{self, Cors, ServerConfig};
+use crate::logging;
+use crate::storage::{self, pg, Store};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit status when start-up fails (bad settings are 2, from `main`).
+pub const EXIT_STARTUP_FAILED: i32 = 1;
+
+/// Runs the server until a signal asks it to stop; returns the process exit status.
+pub fn run(cfg: Config) -> i32 {
+    logging::set_level(cfg.log_level);
+    // Installed first: a signal that arrives while starting must still mean a clean stop.
+    let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::error("cannot install signal handlers", &[("error", &e)]);
+            return EXIT_STARTUP_FAILED;
+        }
+    };
+    raise_nofile_limit();
+    // Connection coroutines pick their own stack size; may's default stays small for its helpers.
+    may::config().set_workers(cfg.workers).set_worker_pin(true);
+
+    let contexts = match start_storage(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            logging::error("start-up failed", &[("error", &e)]);
+            return EXIT_STARTUP_FAILED;
+        }
+    };
+    let server = match http::serve(server_config(&cfg), move |worker| {
+        Api::new(contexts[worker % contexts.len()].clone())
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::error("cannot listen", &[("listen", &cfg.listen), ("error", &e)]);
+            return EXIT_STARTUP_FAILED;
+        }
+    };
+    logging::info(
+        "listening",
+        &[
+            ("addr", &server.local_addr()),
+            ("workers", &cfg.workers),
+            ("redis", &"disabled"),
+        ],
+    );
+    wait_for_signal(signals);
+    logging::info(
+        "shutting down",
+        &[("drain_secs", &cfg.shutdown_timeout.as_secs())],
+    );
+    let drained = server.shutdown(cfg.shutdown_timeout);
+    logging::info("stopped", &[("drained", &drained)]);
+    0
+}
+
+fn server_config(cfg: &Config) -> ServerConfig {
+    let mut server = ServerConfig::new(cfg.listen);
+    server.workers = cfg.workers;
+    server.idle_timeout = cfg.idle_timeout;
+    server.cors = match &cfg.cors {
+        CorsSetting::Any => Cors::Any,
+        CorsSetting::Origins(list) => Cors::List(list.clone()),
+    };
+    server
+}
+
+fn pg_config(cfg: &Config) -> Result<pg::Config, String> {
+    let mut pg = pg::Config::from_url(&cfg.database_url)
+        .map_err(|e| format!("DATABASE_URL is not usable: {e}"))?;
+    pg.query_timeout = cfg.db_timeout;
+    pg.statement_timeout = cfg
+        .db_timeout
+        .saturating_sub(Duration::from_millis(100))
+        .max(Duration::from_millis(1));
+    Ok(pg)
+}
+
+/// Migrates the database, then opens every worker's connections on that worker.
+fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
+    let pg = pg_config(cfg)?;
+    let setup = pg.clone();
+    may::go!(move || storage::prepare_database(&setup).map(drop))
+        .join()
+        .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
+    let handles: Vec<_> = (0..cfg.workers)
+        .map(|worker| {
+            let pg = pg.clone();
+            let builder = may::coroutine::Builder::new().id(worker);
+            // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
+            unsafe {
+                builder.spawn(move || {
+                    Store::connect(&pg, worker)
+                        .map(|store| Arc::new(WorkerContext { worker, store }))
+                })
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot start worker coroutine: {e}"))?;
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| "worker start-up stopped unexpectedly".to_owned())?
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+        })
+        .collect()
+}
+
+fn wait_for_signal(mut signals: Signals) {
+    signals.forever().next();
+}
+
+/// Each connection is a file descriptor: lift the soft limit to the hard one so 100K connections fit.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok {
+        return;
+    }
+    let before = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    let raised = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0;
+    let now = if raised { lim.rlim_cur } else { before };
+    logging::info("open file limit", &[("before", &before), ("now", &now)]);
+}

@@ -1,0 +1,145 @@
+//! Schema migrations: `migrations/NNNN_name.sql`, applied at start-up in order, each once, with a checksum.
+
+use super::pg::{Client, PgError};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. A unit test checks this list against the `migrations/` folder.
+pub static MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "schema",
+    sql: include_str!("../../migrations/0001_schema.sql"),
+}];
+
+/// Serializes migrations across every server starting at once against the same database.
+const MIGRATION_LOCK_KEY: i64 = 0x6761_7665_6c00;
+
+#[derive(Debug)]
+pub enum MigrateError {
+    /// An applied migration's file changed since: the schema no longer matches the code.
+    Changed {
+        version: i32,
+        name: String,
+    },
+    Db(PgError),
+}
+
+impl fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MigrateError::Changed { version, name } => write!(
+                f,
+                "migration {version:04}_{name}.sql was changed after it was applied; \
+                 restore the applied file and add a new migration instead"
+            ),
+            MigrateError::Db(e) => write!(f, "migration failed: {e}"),
+        }
+    }
+}
+
+impl From<PgError> for MigrateError {
+    fn from(e: PgError) -> Self {
+        MigrateError::Db(e)
+    }
+}
+
+pub fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Applies what is missing; returns how many migrations it applied.
+pub fn run(client: &Client) -> Result<usize, MigrateError> {
+    client.simple_query(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+    let result = apply_missing(client);
+    let unlock = client.simple_query(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
+    let applied = result?;
+    unlock?;
+    Ok(applied)
+}
+
+fn apply_missing(client: &Client) -> Result<usize, MigrateError> {
+    client.simple_query(
+        "CREATE TABLE IF NOT EXISTS gavel_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             checksum   text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let rows = client.simple_query("SELECT version::text, checksum FROM gavel_migrations")?;
+    let applied: Vec<(i32, String)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let version = r.first()?.as_deref()?.parse().ok()?;
+            Some((version, r.get(1)?.clone()?))
+        })
+        .collect();
+    let mut count = 0;
+    for m in MIGRATIONS {
+        let sum = checksum(m.sql);
+        match applied.iter().find(|(v, _)| *v == m.version) {
+            Some((_, stored)) if *stored == sum => continue,
+            Some(_) => {
+                return Err(MigrateError::Changed {
+                    version: m.version,
+                    name: m.name.to_owned(),
+                })
+            }
+            None => {
+                apply_one(client, m, &sum)?;
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
+fn apply_one(client: &Client, m: &Migration, sum: &str) -> Result<(), MigrateError> {
+    // Name and checksum come from this binary (a word and hex digits), never from input.
+    let script = format!(
+        "BEGIN;\n{}\n;INSERT INTO gavel_migrations (version, name, checksum) VALUES ({}, '{}', '{}');\nCOMMIT;",
+        m.sql, m.version, m.name, sum
+    );
+    if let Err(e) = client.simple_query(&script) {
+        let _ = client.simple_query("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_matches_the_folder() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{:04}_{}.sql", m.version, m.name))
+            .collect();
+        assert_eq!(files, listed);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "versions are consecutive from 1");
+            assert!(m.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn checksum_is_stable_hex() {
+        assert_eq!(checksum("").len(), 64);
+        assert_ne!(checksum("a"), checksum("b"));
+    }
+}

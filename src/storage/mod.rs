@@ -1,0 +1,153 @@
+//! Storage: the PostgreSQL client, the queries Gavel runs and the schema migrations.
+
+pub mod migrate;
+pub mod pg;
+pub mod queries;
+mod types;
+
+use pg::{Client, Config, PgError};
+use std::fmt;
+
+/// What can go wrong in storage, as the API layer needs to tell it apart.
+#[derive(Debug, Clone)]
+pub enum StoreError {
+    /// The database can't be reached, is restarting, or answered too slowly: worth a retry.
+    Unavailable(String),
+    /// Anything else; the text is for the log, never for a client.
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn internal(what: &str) -> StoreError {
+        StoreError::Internal(what.to_owned())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "database unavailable: {why}"),
+            StoreError::Internal(why) => write!(f, "database error: {why}"),
+        }
+    }
+}
+
+/// SQLSTATE classes that mean "try again later" rather than "this request is wrong":
+/// 08 connection exceptions, 53 insufficient resources, 57 operator intervention (statement timeout
+/// 57014, shutdown 57P01..57P03), 40 transaction rollback (serialization failure, deadlock).
+fn transient_sqlstate(code: &str) -> bool {
+    ["08", "53", "57", "40"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Db { ref code, .. } if transient_sqlstate(code) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            PgError::Unavailable(_) | PgError::Busy | PgError::Timeout => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// One worker's database connections: bids and inserts on one, reads on the other, so a read never
+/// waits in the pipeline behind a bid's commit.
+pub struct Store {
+    pub write: Client,
+    pub read: Client,
+}
+
+impl Store {
+    /// Opens the worker's connections; must run in a coroutine on that worker.
+    pub fn connect(cfg: &Config, worker: usize) -> Result<Store, PgError> {
+        Ok(Store {
+            write: Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)?,
+            read: Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)?,
+        })
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.write.is_up() && self.read.is_up()
+    }
+}
+
+/// SQLSTATE for "database does not exist" and for "database already exists".
+const INVALID_CATALOG_NAME: &str = "3D000";
+const DUPLICATE_DATABASE: &str = "42P04";
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Connects to the configured database, creating it first when it does not exist, and brings its
+/// schema up to date. Returns the connection, for start-up work that needs one.
+pub fn prepare_database(cfg: &Config) -> Result<Client, String> {
+    let client = match Client::connect_now(cfg.clone(), &[], 0) {
+        Ok(c) => c,
+        Err(PgError::Db { ref code, .. }) if code == INVALID_CATALOG_NAME => {
+            create_database(cfg)?;
+            Client::connect_now(cfg.clone(), &[], 0).map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(format!("cannot connect to PostgreSQL: {e}")),
+    };
+    migrate::run(&client).map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+fn create_database(cfg: &Config) -> Result<(), String> {
+    let admin = Client::connect_now(cfg.with_dbname("postgres"), &[], 0)
+        .map_err(|e| format!("cannot connect to create database {:?}: {e}", cfg.dbname))?;
+    let sql = format!("CREATE DATABASE {}", quote_ident(&cfg.dbname));
+    match admin.simple_query(&sql) {
+        Ok(_) => Ok(()),
+        // Two servers creating it at once: the loser sees 42P04, or 23505 from the catalog index.
+        Err(PgError::Db { ref code, .. })
+            if code == DUPLICATE_DATABASE || code == UNIQUE_VIOLATION =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot create database {:?}: {e}", cfg.dbname)),
+    }
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("gavel"), "\"gavel\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn classifies_sqlstates() {
+        let db = |code: &str| PgError::Db {
+            code: code.into(),
+            message: "m".into(),
+            constraint: None,
+        };
+        assert!(matches!(
+            StoreError::from(db("57014")),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(db("40P01")),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(db("23505")),
+            StoreError::Internal(_)
+        ));
+        assert!(matches!(
+            StoreError::from(PgError::Busy),
+            StoreError::Unavailable(_)
+        ));
+    }
+}

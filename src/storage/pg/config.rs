@@ -1,0 +1,337 @@
+//! Connection settings and their URL form.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::error::PgError;
+use super::limits::{
+    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_STATEMENT_TIMEOUT_MILLIS, QUERY_TIMEOUT_MARGIN_MILLIS,
+};
+
+/// PostgreSQL's default port.
+const DEFAULT_PORT: u16 = 5432;
+const DEFAULT_USER: &str = "postgres";
+const DEFAULT_HOST: &str = "localhost";
+const DEFAULT_APPLICATION_NAME: &str = "gavel";
+
+/// Connection settings, usually parsed from
+/// `postgres://user[:password]@host[:port]/dbname[?application_name=..&connect_timeout=secs]`.
+///
+/// Also accepted in the query string: `statement_timeout` and `query_timeout` (milliseconds) and
+/// `sslmode=disable|allow|prefer` (this client speaks plain TCP only). Unknown keys are rejected
+/// so that a typo does not silently fall back to a default.
+#[derive(Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub application_name: String,
+    /// Bound on TCP connect plus start-up and authentication.
+    pub connect_timeout: Duration,
+    /// Sent at start-up as the session's `statement_timeout`; zero disables it.
+    pub statement_timeout: Duration,
+    /// How long a caller waits for one reply before getting `Timeout`.
+    pub query_timeout: Duration,
+}
+
+/// Hand-written so that the password never reaches a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .finish()
+    }
+}
+
+/// A malformed URL means no connection can be made: `Unavailable`, with the reason.
+fn invalid(why: impl fmt::Display) -> PgError {
+    PgError::Unavailable(format!("invalid database url: {why}"))
+}
+
+impl Config {
+    /// Parses a `postgres://` (or `postgresql://`) URL. The password never appears in errors.
+    pub fn from_url(url: &str) -> Result<Config, PgError> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or_else(|| invalid("it must start with postgres://"))?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // The authority ends at the first '/' after the last '@', so an unencoded '/' in a
+        // password does not cut the URL short.
+        let at = rest.rfind('@').map_or(0, |i| i + 1);
+        let (authority, path) = match rest[at..].find('/') {
+            Some(i) => (&rest[..at + i], &rest[at + i + 1..]),
+            None => (rest, ""),
+        };
+        let (userinfo, hostport) = match authority.rfind('@') {
+            Some(i) => (&authority[..i], &authority[i + 1..]),
+            None => ("", authority),
+        };
+        let mut cfg = Config::defaults();
+        parse_userinfo(userinfo, &mut cfg)?;
+        parse_hostport(hostport, &mut cfg)?;
+        cfg.dbname = match percent_decode(path)? {
+            db if db.is_empty() => cfg.user.clone(),
+            db => db,
+        };
+        parse_query(query, cfg)
+    }
+
+    /// The same settings for another database (tests, migrations that create databases).
+    pub fn with_dbname(&self, db: &str) -> Config {
+        Config {
+            dbname: db.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    fn defaults() -> Config {
+        let statement_timeout = Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MILLIS);
+        Config {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            user: DEFAULT_USER.to_owned(),
+            password: None,
+            dbname: DEFAULT_USER.to_owned(),
+            application_name: DEFAULT_APPLICATION_NAME.to_owned(),
+            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+            statement_timeout,
+            query_timeout: default_query_timeout(statement_timeout),
+        }
+    }
+}
+
+/// Long enough for the server to cancel a statement itself before the client stops waiting.
+fn default_query_timeout(statement_timeout: Duration) -> Duration {
+    let base = if statement_timeout.is_zero() {
+        Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MILLIS)
+    } else {
+        statement_timeout
+    };
+    base + Duration::from_millis(QUERY_TIMEOUT_MARGIN_MILLIS)
+}
+
+fn parse_userinfo(userinfo: &str, cfg: &mut Config) -> Result<(), PgError> {
+    if userinfo.is_empty() {
+        return Ok(());
+    }
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    let user = percent_decode(user)?;
+    if !user.is_empty() {
+        cfg.user = user;
+    }
+    // PostgreSQL never accepts an empty password, so "user:@host" means "no password".
+    cfg.password = match password.map(percent_decode).transpose()? {
+        Some(p) if !p.is_empty() => Some(p),
+        _ => None,
+    };
+    Ok(())
+}
+
+fn parse_hostport(hostport: &str, cfg: &mut Config) -> Result<(), PgError> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| invalid("unclosed '[' in host"))?;
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| invalid("junk after ']'"))?,
+                ),
+            ),
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if !host.is_empty() {
+        cfg.host = percent_decode(host)?;
+    }
+    if let Some(port) = port {
+        cfg.port = match port.parse::<u16>() {
+            Ok(p) if p != 0 => p,
+            _ => return Err(invalid(format_args!("bad port {port:?}"))),
+        };
+    }
+    Ok(())
+}
+
+fn parse_query(query: &str, mut cfg: Config) -> Result<Config, PgError> {
+    let mut query_timeout = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(format_args!("parameter {pair:?} has no value")))?;
+        let value = percent_decode(value)?;
+        match key {
+            "application_name" => cfg.application_name = value,
+            "connect_timeout" => cfg.connect_timeout = Duration::from_secs(positive(key, &value)?),
+            "statement_timeout" => {
+                cfg.statement_timeout = Duration::from_millis(number(key, &value)?)
+            }
+            "query_timeout" => query_timeout = Some(Duration::from_millis(positive(key, &value)?)),
+            "sslmode" if matches!(value.as_str(), "disable" | "allow" | "prefer") => {}
+            "sslmode" => return Err(invalid("TLS is not supported (use sslmode=disable)")),
+            _ => return Err(invalid(format_args!("unknown parameter {key:?}"))),
+        }
+    }
+    cfg.query_timeout =
+        query_timeout.unwrap_or_else(|| default_query_timeout(cfg.statement_timeout));
+    Ok(cfg)
+}
+
+fn number(key: &str, value: &str) -> Result<u64, PgError> {
+    value
+        .parse::<u64>()
+        .map_err(|_| invalid(format_args!("{key} must be a whole number, got {value:?}")))
+}
+
+fn positive(key: &str, value: &str) -> Result<u64, PgError> {
+    match number(key, value)? {
+        0 => Err(invalid(format_args!("{key} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
+/// Decodes %XX escapes; '+' stays '+' as in libpq URLs.
+fn percent_decode(s: &str) -> Result<String, PgError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| invalid("bad %-escape"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| invalid("%-escapes do not decode to UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_url() {
+        let c = Config::from_url(
+            "postgres://bidder:s%40cr%2Ft@db.local:6543/auctions?application_name=gavel%20w1&connect_timeout=3",
+        )
+        .unwrap();
+        assert_eq!(c.user, "bidder");
+        assert_eq!(c.password.as_deref(), Some("s@cr/t"));
+        assert_eq!(c.host, "db.local");
+        assert_eq!(c.port, 6543);
+        assert_eq!(c.dbname, "auctions");
+        assert_eq!(c.application_name, "gavel w1");
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_url("postgres://127.0.0.1").unwrap();
+        assert_eq!((c.user.as_str(), c.port), ("postgres", 5432));
+        assert_eq!(c.dbname, "postgres");
+        assert_eq!(c.password, None);
+        assert_eq!(c.application_name, "gavel");
+        let c = Config::from_url("postgresql://alice@h/").unwrap();
+        assert_eq!(c.dbname, "alice", "dbname defaults to the user");
+        let c = Config::from_url("postgres://@/").unwrap();
+        assert_eq!(c.host, "localhost");
+    }
+
+    #[test]
+    fn timeouts_from_query_and_derived() {
+        let c = Config::from_url("postgres://h/db?statement_timeout=200").unwrap();
+        assert_eq!(c.statement_timeout, Duration::from_millis(200));
+        assert_eq!(
+            c.query_timeout,
+            Duration::from_millis(200 + QUERY_TIMEOUT_MARGIN_MILLIS)
+        );
+        let c = Config::from_url("postgres://h/db?query_timeout=50&statement_timeout=0").unwrap();
+        assert_eq!(c.query_timeout, Duration::from_millis(50));
+        assert!(c.statement_timeout.is_zero());
+    }
+
+    #[test]
+    fn password_with_raw_slash_and_at() {
+        let c = Config::from_url("postgres://u:p/w@d@h:1/db").unwrap();
+        assert_eq!(c.password.as_deref(), Some("p/w@d"));
+        assert_eq!((c.host.as_str(), c.port, c.dbname.as_str()), ("h", 1, "db"));
+    }
+
+    #[test]
+    fn ipv6_host() {
+        let c = Config::from_url("postgres://u@[::1]:5433/db").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("::1", 5433));
+        let c = Config::from_url("postgres://u@[::1]/db").unwrap();
+        assert_eq!(c.port, 5432);
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for url in [
+            "mysql://h/db",
+            "postgres://h:notaport/db",
+            "postgres://h:0/db",
+            "postgres://h:70000/db",
+            "postgres://h/db?connect_timeout=0",
+            "postgres://h/db?connect_timeout=x",
+            "postgres://h/db?sslmode=require",
+            "postgres://h/db?colour=blue",
+            "postgres://h/db?flag",
+            "postgres://u%zz@h/db",
+            "postgres://u%+1@h/db",
+            "postgres://u%4@h/db",
+            "postgres://u%ff@h/db",
+            "postgres://[::1/db",
+        ] {
+            assert!(
+                matches!(Config::from_url(url), Err(PgError::Unavailable(_))),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_hides_password_and_errors_never_show_it() {
+        let c = Config::from_url("postgres://u:hunter2@h/db").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = Config::from_url("postgres://u:hunter2@h:bad/db").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn with_dbname_changes_only_the_database() {
+        let c = Config::from_url("postgres://u:p@h:1/a").unwrap();
+        let d = c.with_dbname("b");
+        assert_eq!(d.dbname, "b");
+        assert_eq!((d.user, d.password, d.port), (c.user, c.password, c.port));
+    }
+}

@@ -1,0 +1,43 @@
+//! The PostgreSQL client: pipelined connections on may coroutines.
+//!
+//! A [`Client`] belongs to one worker. It holds one [`Connection`] whose reader and writer
+//! coroutines run on that worker; any number of coroutines send requests through it at once.
+//! Their bytes are batched into one write and their replies come back in order. When the
+//! connection breaks, requests fail fast with [`PgError::Unavailable`] while one coroutine
+//! reconnects with backoff.
+//!
+//! Statements are prepared once per connection from a static list ([`StatementDef`]) and run by
+//! index with binary parameters and results. Their parameter and result types must be built-in
+//! PostgreSQL types (cast enums and domains to text in SQL).
+//!
+//! A request is one Bind/Execute/Sync (or one simple Query) and is its own transaction: other
+//! coroutines' requests interleave on the same connection, so a transaction can never span
+//! requests. A multi-statement `simple_query` already runs as one transaction; an explicit
+//! BEGIN must be committed within the same `simple_query`. A request that leaves the session
+//! inside a transaction block (or failed inside one) resets the connection, which rolls it back.
+//!
+//! The `worker` argument is the index of the may worker that owns the client (the index given
+//! to `may::coroutine::Builder::id` for that worker's coroutines). may resumes a coroutine on
+//! the worker whose epoll watches the socket it waited on (`fd % workers`), or on the worker of
+//! whoever woke it. So the reader and writer sockets get descriptors that map to `worker`, and a
+//! caller is handed back to `worker` after connecting and after a timeout: a coroutine of that
+//! worker that uses the worker's client stays on it.
+//!
+//! Every bound and timeout is in [`limits`].
+
+mod auth;
+mod client;
+mod codec;
+mod config;
+mod conn;
+mod demux;
+mod error;
+pub mod limits;
+mod row;
+
+pub use client::Client;
+pub use config::Config;
+pub use conn::{Connection, StatementDef};
+pub use error::PgError;
+pub use postgres_types::{FromSql, ToSql, Type};
+pub use row::Row;

@@ -1,0 +1,122 @@
+//! Start-up, migrations and shutdown of the real binary.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn psql(db: &str, sql: &str) -> String {
+    let url = format!("{}/{db}", pg_base_url());
+    let out = Command::new("psql")
+        .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn sigterm(server: &mut Server) -> std::process::ExitStatus {
+    // SAFETY: kill only sends a signal to the child we started.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_servers_starting_at_once_migrate_once() {
+    let db = test_db_name("race");
+    let launched: Vec<Launched> = (0..2).map(|_| launch(&db, &[]).unwrap()).collect();
+    let mut servers: Vec<Server> = launched
+        .into_iter()
+        .map(|l| l.wait_listening().unwrap())
+        .collect();
+    for s in &servers {
+        assert_healthy(s.addr);
+        let a = open_auction(s.addr, 1, "1", "1");
+        assert_eq!(
+            get(s.addr, &format!("/api/auctions/{}", a["id"])).status,
+            200
+        );
+    }
+    assert_eq!(psql(&db, "SELECT count(*) FROM gavel_migrations"), "1");
+    for s in &mut servers {
+        assert!(sigterm(s).success());
+    }
+}
+
+#[test]
+fn a_changed_migration_stops_the_start() {
+    let db = test_db_name("changed");
+    let mut first = spawn_server(&db, &[]);
+    assert!(sigterm(&mut first).success());
+    psql(
+        &db,
+        "UPDATE gavel_migrations SET checksum = 'tampered' WHERE version = 1",
+    );
+    let err = try_spawn_server(&db, &[]).err().expect("start must fail");
+    assert!(err.contains("was changed after it was applied"), "{err}");
+    assert!(err.contains("exit code Some(1)"), "{err}");
+}
+
+#[test]
+fn unreachable_database_fails_the_start_fast() {
+    let started = Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
+    let out = cmd
+        .env("GAVEL_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/gavel")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("start-up failed"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn bad_settings_exit_2_and_help_lists_every_setting() {
+    let bin = env!("CARGO_BIN_EXE_gavel");
+    let out = Command::new(bin)
+        .args(["--workers", "zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "GAVEL_LISTEN",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "GAVEL_WORKERS",
+        "RUST_LOG",
+    ] {
+        assert!(text.contains(var), "{var}");
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let db = test_db_name("term");
+    let mut server = spawn_server(&db, &[]);
+    let idle = connect(server.addr);
+    assert_healthy(server.addr);
+    let started = Instant::now();
+    let status = sigterm(&mut server);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "an idle connection does not hold shutdown"
+    );
+    drop(idle);
+}
