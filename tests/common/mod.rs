@@ -38,6 +38,13 @@ pub fn try_spawn_server(db: &str, env: &[(&str, &str)]) -> Result<Server, String
     launch(db, env)?.wait_listening()
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A started process that has not yet said it listens.
 pub struct Launched {
     child: Child,

@@ -1,0 +1,167 @@
+//! PostgreSQL going away while Gavel serves: requests get a fast 503 (never a hang), `/ready` says
+//! so within a second, and Gavel recovers by itself. The outage is made by a TCP proxy between
+//! Gavel and PostgreSQL that this test controls.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FORWARD: u8 = 0;
+/// Accepted connections are closed at once: the database looks down.
+const REFUSE: u8 = 1;
+/// Bytes are swallowed: the database looks hung.
+const STALL: u8 = 2;
+
+/// Longest any answer may take while the database is down or hung (API.md: "within a second").
+const MAX_ANSWER_MILLIS: u128 = 1_000;
+
+struct Proxy {
+    addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(FORWARD));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (m, c) = (mode.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if m.load(Ordering::SeqCst) == REFUSE {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                c.lock().unwrap().push(client.try_clone().unwrap());
+                c.lock().unwrap().push(server.try_clone().unwrap());
+                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), m.clone());
+                pump(server, client, m.clone());
+            }
+        });
+        Proxy { addr, mode, conns }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+
+    /// Ends every proxied connection, as a database restart or a network cut would.
+    fn cut(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, mode: Arc<AtomicU8>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if mode.load(Ordering::SeqCst) == STALL {
+                continue;
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+fn upstream() -> SocketAddr {
+    let base = pg_base_url();
+    let hostport = base.rsplit('@').next().unwrap();
+    std::net::ToSocketAddrs::to_socket_addrs(hostport).unwrap().next().unwrap()
+}
+
+fn start_behind(proxy: &Proxy, tag: &str) -> Server {
+    let db = test_db_name(tag);
+    // The database is created and migrated directly, then the server talks through the proxy.
+    let direct = spawn_server(&db, &[]);
+    drop(direct);
+    let url = format!("postgres://postgres@{}/{db}", proxy.addr);
+    spawn_server(&db, &[("DATABASE_URL", url.as_str())])
+}
+
+/// Sends a request and returns (status, milliseconds taken).
+fn timed(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (Reply, u128) {
+    let started = Instant::now();
+    let r = request(addr, method, path, body);
+    (r, started.elapsed().as_millis())
+}
+
+fn check_fast_503(r: &Reply, ms: u128, what: &str) {
+    assert!(ms <= MAX_ANSWER_MILLIS, "{what} took {ms} ms");
+    if r.status == 503 {
+        assert_eq!(r.header("retry-after"), Some("1"), "{what}");
+        let code = r.json()["error"]["code"].clone();
+        let status = r.json()["status"].clone();
+        assert!(code == "unavailable" || status == "unavailable", "{what}");
+    }
+}
+
+fn wait_until_ready(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(addr, "/ready").status != 200 {
+        assert!(Instant::now() < deadline, "did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn outage_round(proxy: &Proxy, server: &Server, mode: u8) {
+    let addr = server.addr;
+    let auction = open_auction(addr, 1, "1", "1")["id"].as_i64().unwrap();
+    proxy.set(mode);
+    if mode == REFUSE {
+        proxy.cut();
+    }
+    let mut unavailable = 0;
+    let ends = Instant::now() + Duration::from_secs(3);
+    let mut amount = 1;
+    while Instant::now() < ends {
+        let (r, ms) = timed(addr, "GET", &format!("/api/auctions/{auction}"), None);
+        check_fast_503(&r, ms, "read");
+        let bid = format!(r#"{{"auction_id":{auction},"amount":"{amount}","bidder_id":2}}"#);
+        let (b, ms) = timed(addr, "POST", "/api/bids", Some(&bid));
+        check_fast_503(&b, ms, "bid");
+        amount += 1;
+        let (ready, ms) = timed(addr, "GET", "/ready", None);
+        check_fast_503(&ready, ms, "ready");
+        if ready.status == 503 {
+            unavailable += 1;
+            assert_eq!(ready.json()["postgres"], "down");
+        }
+        let (health, _) = timed(addr, "GET", "/health", None);
+        assert_eq!(health.status, 200, "liveness does not depend on the database");
+    }
+    assert!(unavailable > 0, "/ready never reported the outage");
+    proxy.cut();
+    proxy.set(FORWARD);
+    wait_until_ready(addr);
+    assert_eq!(get(addr, &format!("/api/auctions/{auction}")).status, 200);
+}
+
+#[test]
+fn database_down_then_back() {
+    let proxy = Proxy::start(upstream());
+    let server = start_behind(&proxy, "down");
+    outage_round(&proxy, &server, REFUSE);
+}
+
+#[test]
+fn database_hung_then_back() {
+    let proxy = Proxy::start(upstream());
+    let server = start_behind(&proxy, "hung");
+    outage_round(&proxy, &server, STALL);
+}
