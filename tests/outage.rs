@@ -38,10 +38,16 @@ impl Proxy {
                 if m.load(Ordering::SeqCst) == REFUSE {
                     continue; // dropped: closed at once
                 }
-                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
                 c.lock().unwrap().push(client.try_clone().unwrap());
                 c.lock().unwrap().push(server.try_clone().unwrap());
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), m.clone());
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    m.clone(),
+                );
                 pump(server, client, m.clone());
             }
         });
@@ -82,7 +88,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mode: Arc<AtomicU8>) {
 fn upstream() -> SocketAddr {
     let base = pg_base_url();
     let hostport = base.rsplit('@').next().unwrap();
-    std::net::ToSocketAddrs::to_socket_addrs(hostport).unwrap().next().unwrap()
+    std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .unwrap()
+        .next()
+        .unwrap()
 }
 
 fn start_behind(proxy: &Proxy, tag: &str) -> Server {
@@ -143,7 +152,10 @@ fn outage_round(proxy: &Proxy, server: &Server, mode: u8) {
             assert_eq!(ready.json()["postgres"], "down");
         }
         let (health, _) = timed(addr, "GET", "/health", None);
-        assert_eq!(health.status, 200, "liveness does not depend on the database");
+        assert_eq!(
+            health.status, 200,
+            "liveness does not depend on the database"
+        );
     }
     assert!(unavailable > 0, "/ready never reported the outage");
     proxy.cut();

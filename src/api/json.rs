@@ -81,25 +81,28 @@ pub fn opt_money(field: &'static str, raw: Raw<'_>) -> Result<Option<Money>, Api
     raw.map(|_| money(field, raw)).transpose()
 }
 
-/// An integer field within `min..=max`; JSON integers only (no fraction, no exponent).
+/// A plain decimal integer (no fraction, no exponent, no `+`) within `min..=max`.
+pub fn int_in_range(text: &str, min: i64, max: i64) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<i64>().ok().filter(|n| (min..=max).contains(n))
+}
+
+pub fn range_error(field: &'static str, min: i64, max: i64) -> ApiError {
+    ApiError::field(field, format!("must be an integer from {min} to {max}"))
+}
+
+/// An integer field within `min..=max`; JSON integers only.
 pub fn opt_int(
     field: &'static str,
     raw: Raw<'_>,
     min: i64,
     max: i64,
 ) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let range_err = || ApiError::field(field, format!("must be an integer from {min} to {max}"));
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(range_err());
-    }
-    let value: i64 = text.parse().map_err(|_| range_err())?;
-    if value < min || value > max {
-        return Err(range_err());
-    }
-    Ok(Some(value))
+    raw.map(|raw| int_in_range(raw.get(), min, max).ok_or_else(|| range_error(field, min, max)))
+        .transpose()
 }
 
 pub fn opt_time(field: &'static str, raw: Raw<'_>) -> Result<Option<Timestamp>, ApiError> {

@@ -1,6 +1,7 @@
 //! Query-string parameters: percent-decoded, first occurrence wins, unknown names ignored.
 
 use super::error::ApiError;
+use super::json::{int_in_range, range_error};
 
 pub struct Params {
     pairs: Vec<(String, String)>,
@@ -33,18 +34,9 @@ impl Params {
 
     /// A plain decimal integer within `min..=max`; anything else names the parameter in a 400.
     pub fn int(&self, name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
-        let Some(v) = self.get(name) else {
-            return Ok(None);
-        };
-        let err = || ApiError::field(name, format!("must be an integer from {min} to {max}"));
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
-        }
-        let n: i64 = v.parse().map_err(|_| err())?;
-        if n < min || n > max {
-            return Err(err());
-        }
-        Ok(Some(n))
+        self.get(name)
+            .map(|v| int_in_range(&v, min, max).ok_or_else(|| range_error(name, min, max)))
+            .transpose()
     }
 }
 

@@ -4,7 +4,8 @@
 //! array through the stack several times in an unoptimised build. Doing that per response would
 //! cost an allocation and a memset each time and could overflow a connection coroutine's stack,
 //! so the server builds its compressors up front, on the thread that starts it, and lends them
-//! out.
+//! out. Each worker has its own [`GzipPool`], used only by that worker's connections, so no pool
+//! is shared across workers.
 
 use std::sync::Mutex;
 
@@ -16,8 +17,11 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// Room reserved in the output before each compression step.
 const MIN_SPARE_BYTES: usize = 256;
 
-/// A fixed set of reusable compressors.
+/// A fixed set of reusable compressors, owned by one worker.
 pub(crate) struct GzipPool {
+    /// Per-worker lock: only the owning worker's connections take it, so it is contended within
+    /// that worker at most, never between workers. They normally run one at a time on the
+    /// worker's thread and compressing never yields, so it is usually free.
     idle: Mutex<Vec<Compress>>,
 }
 

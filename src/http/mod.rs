@@ -8,8 +8,8 @@
 //!
 //! Layout: the codec (`head`, `chunked`, `parser`, `encode`, `gzip`, `cors`, `date`) is pure, no
 //! IO, with unit tests beside it; `buffer` is the bounded read buffer; `conn` does a connection's
-//! socket IO and deadlines; `parking` holds idle connections without a coroutine; `server` owns
-//! listeners, acceptors and shutdown.
+//! socket IO and deadlines; `parking` holds a worker's idle connections without a coroutine;
+//! `server` owns listeners, acceptors, the per-worker resources and shutdown.
 //!
 //! `HEAD` requests reach the service with method `"HEAD"`; the service may treat them like `GET`.
 //! The layer then drops the body but keeps the `Content-Length` (and encoding) the body would have
@@ -75,7 +75,7 @@ pub const BODY_TIMEOUT_SECS: u64 = 10;
 pub const IDLE_TIMEOUT_SECS: u64 = 60;
 
 /// Default time a connection waits for its next request in its own coroutine before it gives the
-/// coroutine (and its stack) up and waits in the parking lot instead. Clients that keep a
+/// coroutine (and its stack) up and waits in its worker's parking lot instead. Clients that keep a
 /// connection busy send their next request well within a second, so they never pay for parking;
 /// connections idle longer cost a few hundred bytes instead of several stack pages.
 pub const PARK_AFTER_MILLIS: u64 = 1000;
@@ -87,6 +87,12 @@ pub const WRITE_TIMEOUT_SECS: u64 = 10;
 /// Smallest response body worth compressing. Below 1 KiB the gzip header and CPU cost outweigh
 /// the bytes saved.
 pub const GZIP_MIN_BYTES: usize = 1024;
+
+/// Compressors each worker builds at start. Its connections run one at a time on its thread and
+/// compressing never yields, so one is busy at a time; the second covers one of its connections
+/// that a wake-up from another thread left running there for a moment. A response finding none
+/// free is sent uncompressed. Each costs a few hundred KiB, so the count stays small.
+pub const GZIP_COMPRESSORS_PER_WORKER: usize = 2;
 
 /// Pending-connection queue length requested for each listener. Large enough to absorb accept
 /// bursts of a load test or a reconnect storm; the kernel caps it at `net.core.somaxconn`.
@@ -130,6 +136,10 @@ pub const LINGER_TIMEOUT_MILLIS: u64 = 2000;
 /// Upper bound on input discarded while lingering (see [`LINGER_TIMEOUT_MILLIS`]): enough to
 /// swallow a refused multi-MiB upload, small enough to cap the work a client can demand.
 pub const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Shortest nap of a parking lot's sweeper between two looks at its deadlines, so that a
+/// deadline just reached never makes it spin.
+pub const SWEEP_NAP_MIN_MILLIS: u64 = 1;
 
 /// Pause after `accept` fails for lack of descriptors or memory, so the acceptor does not spin
 /// while the condition lasts.

@@ -1,24 +1,34 @@
-//! The parking lot: idle connections that wait without a coroutine.
+//! Parking lots: idle connections that wait without a coroutine, one lot per worker.
 //!
 //! A connection waiting in a coroutine keeps its stack pages resident (at least two pages even
 //! when fresh, more once a request ran deep code), which alone would put 10 000 idle
 //! connections well past the memory budget. So a connection idle for a while leaves its socket
-//! and service here and its coroutine ends. The lot watches the sockets with its own epoll
-//! instance, which one coroutine waits on through may (the epoll descriptor is itself pollable);
-//! a socket that becomes readable is taken out and given a new coroutine. Deadlines are kept in
-//! park order, which is also deadline order because every connection parks after the same idle
-//! time.
+//! and service in its worker's lot and its coroutine ends. A lot watches its sockets with its
+//! own epoll instance, which one coroutine of that worker waits on through may (the epoll
+//! descriptor is itself pollable); a socket that becomes readable is taken out and given a new
+//! coroutine on the same worker. Deadlines are kept in park order, which is also deadline order
+//! because every connection parks after the same idle time.
+//!
+//! may resumes a coroutine blocked on a descriptor, or whose wait on it timed out, on the worker
+//! whose epoll owns the descriptor (`fd % workers`), and one that slept with
+//! `may::coroutine::sleep` on its timer thread. So the descriptors a lot's coroutines wait on are
+//! duplicated onto numbers that map to the lot's worker ([`Lot::waiter`], [`Nap`]), and the
+//! sweeper waits with a read timeout instead of sleeping: both stay on their worker.
 
 use std::collections::VecDeque;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use may::io::CoIo;
 
 /// Events collected per `epoll_wait` call; more are fetched in further calls.
-const READY_BATCH: usize = 64;
+const READY_BATCH_EVENTS: usize = 64;
+
+/// Size of an eventfd read: the kernel refuses buffers shorter than its 8-byte counter.
+const EVENTFD_READ_BYTES: usize = 8;
 
 struct Entry<T> {
     item: T,
@@ -36,9 +46,12 @@ struct State<T> {
     closed: bool,
 }
 
-/// Idle items (connections), each watched through a socket.
+/// One worker's idle items (connections), each watched through a socket.
 pub(crate) struct Lot<T> {
     epoll: OwnedFd,
+    /// Per-worker lock: taken by the worker's connections as they park and by its parker and
+    /// sweeper, all of which run on that worker, so it is contended within that worker at most,
+    /// never between workers.
     state: Mutex<State<T>>,
 }
 
@@ -63,9 +76,9 @@ impl<T> Lot<T> {
     }
 
     /// A may IO handle on the lot's epoll instance: waiting on it wakes when a parked socket is
-    /// readable.
-    pub(crate) fn waiter(&self) -> io::Result<CoIo<OwnedFd>> {
-        Ok(CoIo::new(self.epoll.try_clone()?)?)
+    /// readable, and resumes the waiter on `worker`.
+    pub(crate) fn waiter(&self, worker: usize) -> io::Result<CoIo<OwnedFd>> {
+        Ok(CoIo::new(dup_for_worker(self.epoll.as_raw_fd(), worker)?)?)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -102,14 +115,15 @@ impl<T> Lot<T> {
     /// Takes out every item whose socket is readable (input, end of input or error).
     pub(crate) fn ready(&self) -> Vec<T> {
         let mut taken = Vec::new();
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; READY_BATCH];
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; READY_BATCH_EVENTS];
         loop {
-            // SAFETY: `events` is a writable array of READY_BATCH entries; timeout 0 never blocks.
+            // SAFETY: `events` is a writable array of READY_BATCH_EVENTS entries; timeout 0 never
+            // blocks.
             let n = unsafe {
                 libc::epoll_wait(
                     self.epoll.as_raw_fd(),
                     events.as_mut_ptr(),
-                    READY_BATCH as i32,
+                    READY_BATCH_EVENTS as i32,
                     0,
                 )
             };
@@ -122,7 +136,7 @@ impl<T> Lot<T> {
                 let token = event.u64;
                 taken.extend(self.take(&mut state, token));
             }
-            if n < READY_BATCH {
+            if n < READY_BATCH_EVENTS {
                 return taken;
             }
         }
@@ -173,6 +187,67 @@ impl<T> Lot<T> {
     }
 }
 
+/// A timed wait that resumes on a chosen worker, for a coroutine of that worker that must not
+/// leave it: `may::coroutine::sleep` would resume it on may's timer thread, while a read timeout
+/// fires in the event loop of the worker that owns the descriptor. The descriptor is an eventfd
+/// that nothing ever writes, so every read waits until its timeout.
+pub(crate) struct Nap {
+    io: CoIo<File>,
+}
+
+impl Nap {
+    pub(crate) fn new(worker: usize) -> io::Result<Nap> {
+        // SAFETY: plain syscall without pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and nothing else owns it.
+        let created = unsafe { OwnedFd::from_raw_fd(fd) };
+        let aligned = dup_for_worker(created.as_raw_fd(), worker)?;
+        Ok(Nap {
+            io: CoIo::new(File::from(aligned))?,
+        })
+    }
+
+    /// Waits for `duration` (which must be positive), in a coroutine.
+    pub(crate) fn sleep(&mut self, duration: Duration) {
+        let mut counter = [0u8; EVENTFD_READ_BYTES];
+        let timed_out = self.io.set_read_timeout(Some(duration)).is_ok()
+            && matches!(self.io.read(&mut counter), Err(e) if e.kind() == io::ErrorKind::TimedOut);
+        if !timed_out {
+            // Never expected; still wait rather than let the caller spin.
+            may::coroutine::sleep(duration);
+        }
+    }
+}
+
+/// A duplicate of `fd` (close-on-exec) whose number maps to `worker`'s epoll in may, which picks
+/// it by `fd % workers`. Each try asks for the lowest free number at or above the next one that
+/// maps to `worker`, so the search only moves up and ends at the descriptor limit.
+fn dup_for_worker(fd: RawFd, worker: usize) -> io::Result<OwnedFd> {
+    let workers = may::config().get_workers().max(1);
+    let want = worker % workers;
+    let mut lowest = want;
+    loop {
+        let min = libc::c_int::try_from(lowest)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EMFILE))?;
+        // SAFETY: plain syscall without pointers.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `dup` was just created and nothing else owns it.
+        let dup = unsafe { OwnedFd::from_raw_fd(dup) };
+        let got = dup.as_raw_fd() as usize;
+        if got % workers == want {
+            return Ok(dup);
+        }
+        // The next number above `got` that maps to `worker`; `dup` is closed here.
+        lowest = got - got % workers + want + if got % workers > want { workers } else { 0 };
+    }
+}
+
 /// Adds (level-triggered, readable or hung up) or removes `fd` in `epoll`.
 fn ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
     let mut event = libc::epoll_event {
@@ -193,6 +268,8 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use std::time::Duration;
+
+    use may::io::WaitIo;
 
     use super::*;
 
@@ -259,6 +336,55 @@ mod tests {
         assert!(expired.is_empty(), "first's deadline must not take second");
         assert_eq!(next, Some(now + Duration::from_secs(60)));
         assert_eq!(lot.len(), 1);
+    }
+
+    #[test]
+    fn duplicates_map_to_the_asked_worker() {
+        let workers = may::config().get_workers().max(1);
+        let (a, _a_peer) = pair();
+        for worker in 0..2 * workers {
+            let dup = dup_for_worker(a.as_raw_fd(), worker).unwrap();
+            assert_eq!(dup.as_raw_fd() as usize % workers, worker % workers);
+        }
+    }
+
+    #[test]
+    fn naps_and_lot_waits_resume_on_their_worker() {
+        for worker in 0..may::config().get_workers().max(1) {
+            let on_worker = may::coroutine::Builder::new().id(worker);
+            let handle = may::go!(on_worker, move || {
+                let home = std::thread::current().id();
+                let mut nap = Nap::new(worker).unwrap();
+                let started = Instant::now();
+                nap.sleep(Duration::from_millis(20));
+                assert!(
+                    started.elapsed() >= Duration::from_millis(10),
+                    "nap too short"
+                );
+                assert_eq!(std::thread::current().id(), home, "nap left the worker");
+
+                let lot = Lot::new().unwrap();
+                let waiter = lot.waiter(worker).unwrap();
+                let (a, mut a_peer) = pair();
+                lot.park(a.as_raw_fd(), "a", Instant::now() + Duration::from_secs(60))
+                    .unwrap();
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    a_peer.write_all(b"x").unwrap();
+                    a_peer
+                });
+                loop {
+                    waiter.wait_io();
+                    assert_eq!(std::thread::current().id(), home, "wait left the worker");
+                    if lot.ready() == vec!["a"] {
+                        break;
+                    }
+                }
+                drop(writer.join());
+            })
+            .unwrap();
+            handle.join().unwrap();
+        }
     }
 
     #[test]

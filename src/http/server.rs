@@ -1,16 +1,18 @@
-//! Listeners, acceptors, the connection registry, the parking lot's coroutines and graceful
+//! Listeners, acceptors, the connection registry, the parking lots' coroutines and graceful
 //! shutdown.
 //!
 //! Each worker has its own `SO_REUSEPORT` listener, so the kernel spreads connections over the
-//! workers, and its own acceptor coroutine; each connection is spawned on the worker whose epoll
-//! owns its socket (`fd % workers`), where may resumes it after every socket wait. Open connections are counted per worker with atomics and registered per worker (socket and
-//! idle flag) so shutdown can wake the idle ones. Connections idle past the park delay wait in
-//! the parking lot, watched by one parker coroutine; a sweeper coroutine closes those whose idle
-//! timeout passes there.
+//! workers, and its own acceptor coroutine. may resumes a coroutine blocked on a socket, or whose
+//! socket wait timed out, on the worker whose epoll owns the socket (`fd % workers`), so each
+//! connection is spawned on that worker and stays there: it is "the connection's worker".
 //!
-//! may 0.3 resumes a coroutine on the thread that saw its event (the socket's event loop, or the
-//! timer thread after a sleep), so "the connection's worker" names where it was spawned and whose
-//! counters it uses, not a thread it is pinned to; nothing here relies on thread affinity.
+//! Everything a connection touches on its request path belongs to its worker: the open and
+//! parked connection counters, the registry of open connections (socket and idle flag, so
+//! shutdown can wake the idle ones), the gzip compressors and the parking lot. The locks among
+//! these are per worker, so they are contended within one worker at most, never between workers.
+//! A connection idle past the park delay waits in its worker's lot; that worker's parker
+//! coroutine gives it a new coroutine on the same worker when input arrives, and its sweeper
+//! coroutine closes it when its idle timeout passes there.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -29,10 +31,11 @@ use super::conn::{Conn, Timeouts};
 use super::cors::Cors;
 use super::gzip::GzipPool;
 use super::message::Service;
-use super::parking::Lot;
-use super::{ACCEPT_BACKOFF_MILLIS, BODY_TIMEOUT_SECS, CONN_STACK_BYTES, HEADER_TIMEOUT_SECS};
-use super::{HOUSEKEEPING_STACK_BYTES, IDLE_TIMEOUT_SECS, LISTEN_BACKLOG, PARK_AFTER_MILLIS};
-use super::{SHUTDOWN_POLL_MILLIS, WRITE_TIMEOUT_SECS};
+use super::parking::{Lot, Nap};
+use super::{ACCEPT_BACKOFF_MILLIS, BODY_TIMEOUT_SECS, CONN_STACK_BYTES};
+use super::{GZIP_COMPRESSORS_PER_WORKER, HEADER_TIMEOUT_SECS, HOUSEKEEPING_STACK_BYTES};
+use super::{IDLE_TIMEOUT_SECS, LISTEN_BACKLOG, PARK_AFTER_MILLIS, SHUTDOWN_POLL_MILLIS};
+use super::{SWEEP_NAP_MIN_MILLIS, WRITE_TIMEOUT_SECS};
 
 /// How to run the server. [`ServerConfig::new`] gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -96,7 +99,8 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Arc<TcpListener>>,
     local_addr: SocketAddr,
-    parker: WaitIoWaker,
+    /// Wakes each worker's parker, indexed by worker.
+    parkers: Vec<WaitIoWaker>,
 }
 
 /// Starts listening on `cfg.listen` and serving connections; returns once every listener is
@@ -106,7 +110,7 @@ pub struct Server {
 /// a large stack in unoptimised builds.
 ///
 /// The service is `Send` because a connection that parks continues in a new coroutine, which
-/// may run on another thread.
+/// its worker's parker spawns (on the same worker) and may only be handed `Send` values.
 pub fn serve<S, F>(cfg: ServerConfig, factory: F) -> io::Result<Server>
 where
     S: Service + Send + 'static,
@@ -117,26 +121,38 @@ where
     let listeners = bind_listeners(cfg.listen, workers)?;
     let local_addr = listeners[0].local_addr()?;
     let shared = Arc::new(Shared::new(timeouts, cfg.cors, workers));
-    let lot = Lot::new()?;
-    let waiter = lot.waiter()?;
+    let lots = (0..workers)
+        .map(|_| Lot::new())
+        .collect::<io::Result<Box<[_]>>>()?;
+    let waiters = (0..workers)
+        .map(|worker| lots[worker].waiter(worker))
+        .collect::<io::Result<Vec<_>>>()?;
+    let naps = (0..workers).map(Nap::new).collect::<io::Result<Vec<_>>>()?;
     let server = Server {
         shared: shared.clone(),
         listeners,
         local_addr,
-        parker: waiter.waker(),
+        parkers: waiters.iter().map(WaitIo::waker).collect(),
     };
     let rt = Arc::new(Runtime {
         shared,
         factory,
-        lot,
+        lots,
     });
     for (worker, listener) in server.listeners.iter().enumerate() {
         let (listener, rt) = (listener.clone(), rt.clone());
         go!(housekeeping(worker), move || accept_loop(&listener, &rt))?;
     }
-    let parker_rt = rt.clone();
-    go!(housekeeping(0), move || run_parker(&parker_rt, &waiter))?;
-    go!(housekeeping(0), move || run_sweeper(&rt))?;
+    for (worker, (waiter, mut nap)) in waiters.into_iter().zip(naps).enumerate() {
+        let parker_rt = rt.clone();
+        go!(housekeeping(worker), move || {
+            run_parker(&parker_rt, worker, &waiter);
+        })?;
+        let sweeper_rt = rt.clone();
+        go!(housekeeping(worker), move || {
+            run_sweeper(&sweeper_rt, worker, &mut nap);
+        })?;
+    }
     Ok(server)
 }
 
@@ -151,9 +167,14 @@ impl Server {
         self.open_connections_per_worker().iter().sum()
     }
 
-    /// Connections currently waiting in the parking lot (idle past the park delay).
+    /// Connections currently waiting in a parking lot (idle past the park delay), all workers'
+    /// lots together.
     pub fn parked_connections(&self) -> usize {
-        self.shared.parked.load(Ordering::SeqCst)
+        self.shared
+            .workers
+            .iter()
+            .map(|w| w.parked.load(Ordering::SeqCst))
+            .sum()
     }
 
     /// Connections currently open on each worker.
@@ -185,14 +206,16 @@ impl Server {
     }
 
     /// Marks the server as draining, wakes the acceptors (on Linux, shutting down the read side
-    /// of a listening socket makes a blocked or later `accept` fail, so they exit) and wakes the
-    /// parker, which closes the parked connections and exits.
+    /// of a listening socket makes a blocked or later `accept` fail, so they exit) and wakes
+    /// every worker's parker, which closes the connections parked in its lot and exits.
     fn stop(&self) {
         self.shared.draining.store(true, Ordering::SeqCst);
         for listener in &self.listeners {
             let _ = SockRef::from(listener.inner()).shutdown(Shutdown::Read);
         }
-        self.parker.wakeup();
+        for parker in &self.parkers {
+            parker.wakeup();
+        }
     }
 }
 
@@ -202,7 +225,7 @@ impl Drop for Server {
     }
 }
 
-/// A coroutine builder for the acceptors, parker and sweeper.
+/// A coroutine builder for a worker's acceptor, parker and sweeper.
 fn housekeeping(worker: usize) -> Builder {
     Builder::new()
         .id(worker)
@@ -232,9 +255,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 pub(crate) struct Shared {
     timeouts: Timeouts,
     cors: Cors,
-    gzip: GzipPool,
     draining: AtomicBool,
-    parked: AtomicUsize,
     workers: Box<[Worker]>,
 }
 
@@ -243,29 +264,38 @@ pub(crate) struct Shared {
 struct Runtime<S, F> {
     shared: Arc<Shared>,
     factory: F,
-    lot: Lot<Parked<S>>,
+    /// Each worker's parking lot, indexed by worker.
+    lots: Box<[Lot<Parked<S>>]>,
 }
 
-/// An idle connection in the parking lot: its socket and bookkeeping, and its service.
+/// An idle connection in its worker's parking lot: its socket and bookkeeping, and its service.
 struct Parked<S> {
     tracked: Tracked,
     service: S,
     _gauge: ParkedGauge,
 }
 
-/// Counts a connection as parked for as long as it lives.
-struct ParkedGauge(Arc<Shared>);
+/// Counts a connection as parked, in its worker's counter, for as long as it lives.
+struct ParkedGauge {
+    shared: Arc<Shared>,
+    worker: usize,
+}
 
 impl ParkedGauge {
-    fn new(shared: &Arc<Shared>) -> ParkedGauge {
-        shared.parked.fetch_add(1, Ordering::SeqCst);
-        ParkedGauge(shared.clone())
+    fn new(shared: &Arc<Shared>, worker: usize) -> ParkedGauge {
+        shared.workers[worker].parked.fetch_add(1, Ordering::SeqCst);
+        ParkedGauge {
+            shared: shared.clone(),
+            worker,
+        }
     }
 }
 
 impl Drop for ParkedGauge {
     fn drop(&mut self) {
-        self.0.parked.fetch_sub(1, Ordering::SeqCst);
+        self.shared.workers[self.worker]
+            .parked
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -274,7 +304,12 @@ impl Drop for ParkedGauge {
 #[repr(align(128))]
 struct Worker {
     open: AtomicUsize,
+    parked: AtomicUsize,
+    /// Per-worker lock: taken by the worker's connections as they open and close, so it is
+    /// contended within that worker at most (and by shutdown, off the request path).
     registry: Mutex<Registry>,
+    /// The worker's own compressors; a response finding none free is sent uncompressed.
+    gzip: GzipPool,
 }
 
 /// The worker's open connections, for shutdown to find the idle ones.
@@ -295,15 +330,13 @@ impl Shared {
         Shared {
             timeouts,
             cors,
-            // One compressor per worker thread, plus one for a coroutine resumed on may's timer
-            // thread; a request finding none free is answered uncompressed.
-            gzip: GzipPool::new(workers + 1),
             draining: AtomicBool::new(false),
-            parked: AtomicUsize::new(0),
             workers: (0..workers)
                 .map(|_| Worker {
                     open: AtomicUsize::new(0),
+                    parked: AtomicUsize::new(0),
                     registry: Mutex::new(Registry::default()),
+                    gzip: GzipPool::new(GZIP_COMPRESSORS_PER_WORKER),
                 })
                 .collect(),
         }
@@ -322,8 +355,8 @@ impl Shared {
     }
 
     /// Wakes every idle connection waiting in its coroutine with end-of-input so it closes.
-    /// Busy ones see the draining flag when they next go idle; parked ones are closed by the
-    /// parker.
+    /// Busy ones see the draining flag when they next go idle; parked ones are closed by their
+    /// worker's parker.
     fn wake_idle(&self) {
         for worker in 0..self.workers.len() {
             let registry = self.registry(worker);
@@ -347,10 +380,11 @@ impl Slot {
     }
 }
 
-/// What a connection sees of the server: its timeouts, CORS policy, compressors and shutdown
-/// state.
+/// What a connection sees of the server: its timeouts, CORS policy, its worker's compressors and
+/// shutdown state.
 pub(crate) struct ConnLink<'a> {
     shared: &'a Shared,
+    worker: usize,
     slot: &'a Slot,
 }
 
@@ -364,7 +398,7 @@ impl ConnLink<'_> {
     }
 
     pub(crate) fn gzip(&self) -> &GzipPool {
-        &self.shared.gzip
+        &self.shared.workers[self.worker].gzip
     }
 
     /// Marks the connection idle; false if the server is draining and it should close instead.
@@ -415,14 +449,16 @@ fn keep_accepting_after(e: &io::Error, shared: &Shared) -> bool {
     }
 }
 
-/// Counts, registers and spawns a connection on its socket's worker. False once the server is draining.
+/// Counts, registers and spawns a connection on its socket's worker. False once the server is
+/// draining.
 fn admit<S, F>(stream: TcpStream, rt: &Arc<Runtime<S, F>>) -> bool
 where
     S: Service + Send + 'static,
     F: Fn(usize) -> S + Send + Sync + 'static,
 {
     // may wakes a coroutine blocked on a socket on the worker that owns the socket's epoll
-    // (`fd % workers`), so that is where the connection lives and whose resources it uses.
+    // (`fd % workers`), so that is where the connection lives and whose resources (counters,
+    // registry, compressors, parking lot) it uses.
     let worker = stream.as_raw_fd() as usize % rt.shared.workers.len();
     let counted = Counted::new(rt.shared.clone(), worker);
     // Counted before this check, checked after draining is set by shutdown: either shutdown
@@ -442,8 +478,8 @@ where
 }
 
 /// Runs a connection in a new coroutine on its worker; `service` is `None` for a new connection
-/// (the factory makes one) and the parked service for one coming back from the lot. On failure
-/// the closure, and with it the connection, is dropped and cleaned up.
+/// (the factory makes one) and the parked service for one coming back from its worker's lot. On
+/// failure the closure, and with it the connection, is dropped and cleaned up.
 fn spawn_connection<S, F>(rt: &Arc<Runtime<S, F>>, tracked: Tracked, service: Option<S>)
 where
     S: Service + Send + 'static,
@@ -461,9 +497,11 @@ where
     S: Service,
     F: Fn(usize) -> S,
 {
-    let service = service.unwrap_or_else(|| (rt.factory)(tracked.membership.worker));
+    let worker = tracked.membership.worker;
+    let service = service.unwrap_or_else(|| (rt.factory)(worker));
     let link = ConnLink {
         shared: &rt.shared,
+        worker,
         slot: &tracked.membership.slot,
     };
     let Some((service, deadline)) = Conn::new(&mut tracked.stream, link, service).run() else {
@@ -473,48 +511,51 @@ where
     let parked = Parked {
         tracked,
         service,
-        _gauge: ParkedGauge::new(&rt.shared),
+        _gauge: ParkedGauge::new(&rt.shared, worker),
     };
     // A refused park (lot closed by shutdown) drops the connection, closing it.
-    let _ = rt.lot.park(fd, parked, deadline);
+    let _ = rt.lots[worker].park(fd, parked, deadline);
 }
 
-/// Gives parked connections whose socket became readable a coroutine again; on shutdown,
-/// closes every parked connection and exits.
-fn run_parker<S, F>(rt: &Arc<Runtime<S, F>>, waiter: &CoIo<OwnedFd>)
+/// `worker`'s parker: gives connections in its lot whose socket became readable a coroutine on
+/// the worker again; on shutdown, closes every connection parked there and exits. `waiter`
+/// resumes it on `worker`.
+fn run_parker<S, F>(rt: &Arc<Runtime<S, F>>, worker: usize, waiter: &CoIo<OwnedFd>)
 where
     S: Service + Send + 'static,
     F: Fn(usize) -> S + Send + Sync + 'static,
 {
+    let lot = &rt.lots[worker];
     loop {
         waiter.wait_io();
         if rt.shared.draining() {
-            drop(rt.lot.close());
+            drop(lot.close());
             return;
         }
         for Parked {
             tracked, service, ..
-        } in rt.lot.ready()
+        } in lot.ready()
         {
             spawn_connection(rt, tracked, Some(service));
         }
     }
 }
 
-/// Closes parked connections whose idle timeout has passed. It sleeps until the oldest
-/// deadline, or for the park delay when the lot is empty: a connection parked meanwhile has a
-/// deadline at least that far away.
-fn run_sweeper<S, F>(rt: &Runtime<S, F>) {
+/// `worker`'s sweeper: closes connections in its lot whose idle timeout has passed. It naps
+/// (on `worker`, see [`Nap`]) until the oldest deadline, or for the park delay when the lot is
+/// empty: a connection parked meanwhile has a deadline at least that far away.
+fn run_sweeper<S, F>(rt: &Runtime<S, F>, worker: usize, nap: &mut Nap) {
+    let lot = &rt.lots[worker];
     let nap_max = rt.shared.timeouts.park;
     loop {
         let now = Instant::now();
-        let (expired, next) = rt.lot.expire(now);
+        let (expired, next) = lot.expire(now);
         drop(expired);
         if rt.shared.draining() {
             return;
         }
-        let nap = next.map_or(nap_max, |at| at.saturating_duration_since(now));
-        may::coroutine::sleep(nap.clamp(Duration::from_millis(1), nap_max));
+        let until_next = next.map_or(nap_max, |at| at.saturating_duration_since(now));
+        nap.sleep(until_next.clamp(Duration::from_millis(SWEEP_NAP_MIN_MILLIS), nap_max));
     }
 }
 
