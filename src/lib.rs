@@ -4,6 +4,7 @@
 //! `domain` (money, time, auction rules; no IO), `storage` (PostgreSQL client, queries, migrations).
 
 pub mod api;
+pub mod calendar;
 pub mod config;
 pub mod domain;
 pub mod http;

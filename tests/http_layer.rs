@@ -37,9 +37,23 @@ impl Service for TestService {
 
     fn error(&mut self, err: &HttpError) -> Response {
         Response::json(
-            err.status(),
+            status_of(err),
             format!("{{\"error\":\"{err}\"}}").into_bytes(),
         )
+    }
+}
+
+/// The test service's choice of status: the layer itself never picks one.
+fn status_of(err: &HttpError) -> u16 {
+    match err {
+        HttpError::BadRequest(_)
+        | HttpError::InvalidContentLength
+        | HttpError::ConflictingFraming => 400,
+        HttpError::UriTooLong => 414,
+        HttpError::HeadersTooLarge => 431,
+        HttpError::PayloadTooLarge => 413,
+        HttpError::UnsupportedTransferEncoding => 501,
+        HttpError::RequestTimeout => 408,
     }
 }
 

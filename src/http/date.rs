@@ -1,5 +1,6 @@
 //! The `Date` header value (IMF-fixdate), formatted at most once per second per thread.
 
+use crate::calendar::civil_from_days;
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,7 +39,8 @@ pub(crate) fn append_now(out: &mut Vec<u8>) {
 pub(crate) fn format(secs: u64) -> [u8; DATE_LEN] {
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = civil_from_days(days as i64);
+    let (year, month, day) = (year as u64, month as u64, day as u64);
     let mut out = [b' '; DATE_LEN];
     out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
     out[3] = b',';
@@ -62,20 +64,6 @@ fn put2(dst: &mut [u8], v: u64) {
 fn put4(dst: &mut [u8], v: u64) {
     put2(&mut dst[..2], v / 100);
     put2(&mut dst[2..], v % 100);
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

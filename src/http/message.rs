@@ -122,23 +122,6 @@ pub enum HttpError {
     RequestTimeout,
 }
 
-impl HttpError {
-    /// The status the public API document assigns to this error. The service decides what to
-    /// send; this is the conventional choice.
-    pub fn status(&self) -> u16 {
-        match self {
-            HttpError::BadRequest(_)
-            | HttpError::InvalidContentLength
-            | HttpError::ConflictingFraming => 400,
-            HttpError::UriTooLong => 414,
-            HttpError::HeadersTooLarge => 431,
-            HttpError::PayloadTooLarge => 413,
-            HttpError::UnsupportedTransferEncoding => 501,
-            HttpError::RequestTimeout => 408,
-        }
-    }
-}
-
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -195,16 +178,5 @@ mod tests {
         assert_eq!(req.header("x-A"), Some(&b"1"[..]));
         assert_eq!(req.header("missing"), None);
         assert_eq!(req.headers_named("X-a").count(), 2);
-    }
-
-    #[test]
-    fn error_statuses_follow_the_api_document() {
-        assert_eq!(HttpError::HeadersTooLarge.status(), 431);
-        assert_eq!(HttpError::UriTooLong.status(), 414);
-        assert_eq!(HttpError::PayloadTooLarge.status(), 413);
-        assert_eq!(HttpError::InvalidContentLength.status(), 400);
-        assert_eq!(HttpError::ConflictingFraming.status(), 400);
-        assert_eq!(HttpError::UnsupportedTransferEncoding.status(), 501);
-        assert_eq!(HttpError::RequestTimeout.status(), 408);
     }
 }
