@@ -56,7 +56,7 @@ const SETTINGS: &[Setting] = &[
         flag: "redis-url",
         env: "REDIS_URL",
         default: "redis://127.0.0.1:6379/0",
-        help: "Redis URL, or `off` (not used yet: Redis is reported as disabled)",
+        help: "Redis URL for the bid fast path (redis://[user:pass@]host[:port][/db]), or `off`",
     },
     Setting {
         flag: "workers",

@@ -4,10 +4,12 @@
 //! `domain` (money, time, auction rules; no IO), `storage` (PostgreSQL client, queries, migrations).
 
 pub mod api;
+pub mod cache;
 pub mod calendar;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod logging;
+pub mod placement;
 pub mod server;
 pub mod storage;

@@ -2,6 +2,8 @@
 //! connections, serve, and drain on SIGTERM/SIGINT.
 
 use crate::api::{Api, WorkerContext};
+use crate::cache::client::RedisConfig;
+use crate::cache::BidCache;
 use crate::config::{Config, CorsSetting};
 use crate::http::{self, Cors, ServerConfig};
 use crate::logging;
@@ -36,6 +38,7 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
+    let redis_on = contexts.iter().any(|c| c.cache.is_some());
     let server = match http::serve(server_config(&cfg), move |worker| {
         Api::new(contexts[worker % contexts.len()].clone())
     }) {
@@ -50,7 +53,7 @@ pub fn run(cfg: Config) -> i32 {
         &[
             ("addr", &server.local_addr()),
             ("workers", &cfg.workers),
-            ("redis", &"disabled"),
+            ("redis", &if redis_on { "enabled" } else { "disabled" }),
         ],
     );
     wait_for_signal(signals);
@@ -88,19 +91,26 @@ fn pg_config(cfg: &Config) -> Result<pg::Config, String> {
 /// Migrates the database, then opens every worker's connections on that worker.
 fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
     let pg = pg_config(cfg)?;
+    let redis = RedisConfig::from_url(&cfg.redis_url)
+        .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
     let setup = pg.clone();
-    may::go!(move || storage::prepare_database(&setup).map(drop))
+    let instance = may::go!(move || storage::prepare_database(&setup))
         .join()
         .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
     let handles: Vec<_> = (0..cfg.workers)
         .map(|worker| {
-            let pg = pg.clone();
+            let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());
             let builder = may::coroutine::Builder::new().id(worker);
             // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
             unsafe {
                 builder.spawn(move || {
-                    Store::connect(&pg, worker)
-                        .map(|store| Arc::new(WorkerContext { worker, store }))
+                    let store = Store::connect(&pg, worker)?;
+                    let cache = redis.map(|r| BidCache::new(r, &instance, worker));
+                    Ok(Arc::new(WorkerContext {
+                        worker,
+                        store,
+                        cache,
+                    }))
                 })
             }
         })
@@ -111,7 +121,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map(|h| {
             h.join()
                 .map_err(|_| "worker start-up stopped unexpectedly".to_owned())?
-                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+                .map_err(|e: pg::PgError| format!("cannot connect to PostgreSQL: {e}"))
         })
         .collect()
 }

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
 const CLIENTS: usize = 32;
@@ -58,38 +57,7 @@ fn invariants_hold_under_concurrent_bidding() {
     assert!(!accepted.is_empty());
 
     for auction in auctions {
-        let a = get(addr, &format!("/api/auctions/{auction}")).json();
-        let page = get(addr, &format!("/api/bids/{auction}?limit=500")).json();
-        assert!(page["next_before_id"].is_null());
-        let mut bids = page["bids"].as_array().unwrap().clone();
-        bids.reverse(); // acceptance order
-        let cents = |v: &serde_json::Value| {
-            let s = v.as_str().unwrap();
-            let (i, f) = s.split_once('.').unwrap();
-            i.parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap()
-        };
-        let mut prev: Option<i64> = None;
-        for b in &bids {
-            let amount = cents(&b["amount"]);
-            match prev {
-                None => assert!(amount >= 1000),
-                Some(p) => assert!(amount >= p + 50, "{p} then {amount}"),
-            }
-            prev = Some(amount);
-        }
-        assert_eq!(a["bid_count"].as_u64().unwrap() as usize, bids.len());
-        let last = bids.last().unwrap();
-        assert_eq!(a["current_price"], last["amount"]);
-        assert_eq!(a["leader_id"], last["bidder_id"]);
-        assert_eq!(last["is_winning"], true);
-        assert_eq!(bids.iter().filter(|b| b["is_winning"] == true).count(), 1);
-        let stored: HashSet<i64> = bids.iter().map(|b| b["id"].as_i64().unwrap()).collect();
-        let mine: HashSet<i64> = accepted
-            .iter()
-            .filter(|(a, _)| *a == auction)
-            .map(|(_, id)| *id)
-            .collect();
-        assert_eq!(stored, mine, "every 201 is stored, and nothing else");
+        check_invariants(addr, auction, &accepted);
     }
 }
 

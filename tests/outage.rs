@@ -5,94 +5,11 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-const FORWARD: u8 = 0;
-/// Accepted connections are closed at once: the database looks down.
-const REFUSE: u8 = 1;
-/// Bytes are swallowed: the database looks hung.
-const STALL: u8 = 2;
 
 /// Longest any answer may take while the database is down or hung (API.md: "within a second").
 const MAX_ANSWER_MILLIS: u128 = 1_000;
-
-struct Proxy {
-    addr: SocketAddr,
-    mode: Arc<AtomicU8>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mode = Arc::new(AtomicU8::new(FORWARD));
-        let conns = Arc::new(Mutex::new(Vec::new()));
-        let (m, c) = (mode.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                if m.load(Ordering::SeqCst) == REFUSE {
-                    continue; // dropped: closed at once
-                }
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                c.lock().unwrap().push(client.try_clone().unwrap());
-                c.lock().unwrap().push(server.try_clone().unwrap());
-                pump(
-                    client.try_clone().unwrap(),
-                    server.try_clone().unwrap(),
-                    m.clone(),
-                );
-                pump(server, client, m.clone());
-            }
-        });
-        Proxy { addr, mode, conns }
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::SeqCst);
-    }
-
-    /// Ends every proxied connection, as a database restart or a network cut would.
-    fn cut(&self) {
-        for s in self.conns.lock().unwrap().drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, mode: Arc<AtomicU8>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if mode.load(Ordering::SeqCst) == STALL {
-                continue;
-            }
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(std::net::Shutdown::Both);
-    });
-}
-
-fn upstream() -> SocketAddr {
-    let base = pg_base_url();
-    let hostport = base.rsplit('@').next().unwrap();
-    std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .unwrap()
-        .next()
-        .unwrap()
-}
 
 fn start_behind(proxy: &Proxy, tag: &str) -> Server {
     let db = test_db_name(tag);

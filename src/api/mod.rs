@@ -4,6 +4,7 @@ pub mod error;
 pub mod json;
 mod query;
 
+use crate::cache::{BidCache, CacheStatus};
 use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSION_SECS};
 use crate::domain::parse_id;
 use crate::domain::time::Timestamp;
@@ -20,10 +21,12 @@ pub const MAX_AUCTION_PAGE: i64 = 200;
 pub const MAX_BID_PAGE: i64 = 500;
 pub const DEFAULT_PAGE: i64 = 50;
 
-/// What one worker's request handlers share: its own database connections.
+/// What one worker's request handlers share: its own database connections and cache client.
 pub struct WorkerContext {
     pub worker: usize,
     pub store: Store,
+    /// `None` when Redis is off.
+    pub cache: Option<BidCache>,
 }
 
 /// The service behind every connection of one worker.
@@ -103,19 +106,23 @@ fn json_response(status: u16, write: impl FnOnce(&mut Vec<u8>)) -> Response {
 
 fn ready(ctx: &WorkerContext) -> ApiResult {
     let postgres_up = ctx.store.read.is_up() && queries::ping(&ctx.store.read).is_ok();
-    if postgres_up {
-        Ok(Response::json(
-            200,
-            br#"{"status":"degraded","postgres":"up","redis":"disabled"}"#.to_vec(),
-        ))
-    } else {
-        let mut resp = Response::json(
-            503,
-            br#"{"status":"unavailable","postgres":"down","redis":"disabled"}"#.to_vec(),
-        );
+    let redis = match ctx.cache.as_ref().map(BidCache::status) {
+        None => "disabled",
+        Some(CacheStatus::Up) => "up",
+        Some(CacheStatus::Down) => "down",
+    };
+    let (code, status) = match (postgres_up, redis) {
+        (false, _) => (503, "unavailable"),
+        (true, "up") => (200, "ready"),
+        (true, _) => (200, "degraded"),
+    };
+    let postgres = if postgres_up { "up" } else { "down" };
+    let body = format!(r#"{{"status":"{status}","postgres":"{postgres}","redis":"{redis}"}}"#);
+    let mut resp = Response::json(code, body.into_bytes());
+    if code == 503 {
         resp.header("Retry-After", error::RETRY_AFTER_SECS.to_string());
-        Ok(resp)
     }
+    Ok(resp)
 }
 
 /// Refuses a body whose declared type is not JSON (a missing `Content-Type` counts as JSON).
@@ -268,7 +275,23 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
     let auction_id = json::id("auction_id", body.auction_id)?;
     let amount = json::money("amount", body.amount)?;
     let bidder_id = json::id("bidder_id", body.bidder_id)?;
-    match queries::place_bid(&ctx.store.write, auction_id, bidder_id, amount)? {
+    if let Some(cache) = &ctx.cache {
+        let cached = cache.lookup(auction_id);
+        if let Some((current_price, min_next_bid)) =
+            cached.and_then(|s| s.certainly_too_low(bidder_id, amount, now()))
+        {
+            return Err(ApiError::BidTooLow {
+                current_price,
+                min_next_bid,
+            });
+        }
+    }
+    let (outcome, state) = queries::place_bid(&ctx.store.write, auction_id, bidder_id, amount)?;
+    if let (Some(cache), Some(state)) = (&ctx.cache, &state) {
+        let accepted = matches!(outcome, BidOutcome::Accepted(_));
+        cache.remember(auction_id, state, accepted);
+    }
+    match outcome {
         BidOutcome::Accepted(bid) => Ok(json_response(201, |out| json::write_bid(out, &bid))),
         BidOutcome::NotFound => Err(ApiError::NotFound),
         BidOutcome::NotOpen(status) => Err(ApiError::AuctionNotOpen(status)),

@@ -93,6 +93,46 @@ pub struct Bid {
     pub created_at: Timestamp,
 }
 
+/// The part of an auction a bid is decided on, as one decision of the database saw it. Such a state
+/// is a true state of the past: later states only have more bids, higher prices and later ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidState {
+    pub seller_id: i64,
+    pub start_price: Money,
+    pub min_increment: Money,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub current_price: Option<Money>,
+    pub bid_count: i64,
+}
+
+/// How far from an auction's start and end a state from a cache is trusted to say "open": covers
+/// the difference between this server's clock and the database's, which decides the real status.
+pub const OPEN_MARGIN_SECS: i64 = 2;
+
+impl BidState {
+    pub fn min_next_bid(&self) -> Money {
+        min_next_bid(self.start_price, self.min_increment, self.current_price)
+    }
+
+    /// `Some((current_price, min_next_bid))` when, judging by this possibly older state, the bid is
+    /// certain to be answered `bid_too_low` now: the auction is surely open (its end only ever moves
+    /// later), the bidder is not the seller, and the amount is below a minimum that only ever rises.
+    /// `None` means "ask the database".
+    pub fn certainly_too_low(
+        &self,
+        bidder_id: i64,
+        amount: Money,
+        now: Timestamp,
+    ) -> Option<(Option<Money>, Money)> {
+        let surely_open = self.starts_at.plus_secs(OPEN_MARGIN_SECS) <= now
+            && now < self.ends_at.plus_secs(-OPEN_MARGIN_SECS);
+        let min_next = self.min_next_bid();
+        (surely_open && bidder_id != self.seller_id && amount < min_next)
+            .then_some((self.current_price, min_next))
+    }
+}
+
 /// How a new auction's end is given: exactly one of the two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
@@ -236,6 +276,49 @@ mod tests {
         assert_eq!(
             min_next_bid(start, inc, Some(Money::from_cents(12_000))),
             Money::from_cents(12_500)
+        );
+    }
+
+    fn state() -> BidState {
+        BidState {
+            seller_id: 7,
+            start_price: Money::from_cents(10_000),
+            min_increment: Money::from_cents(500),
+            starts_at: NOW.plus_secs(-60),
+            ends_at: NOW.plus_secs(60),
+            current_price: Some(Money::from_cents(12_000)),
+            bid_count: 3,
+        }
+    }
+
+    #[test]
+    fn certainly_too_low_only_when_sure() {
+        let s = state();
+        let low = Money::from_cents(12_499);
+        assert_eq!(
+            s.certainly_too_low(8, low, NOW),
+            Some((Some(Money::from_cents(12_000)), Money::from_cents(12_500)))
+        );
+        assert_eq!(s.certainly_too_low(8, Money::from_cents(12_500), NOW), None);
+        assert_eq!(
+            s.certainly_too_low(7, low, NOW),
+            None,
+            "the seller rule comes first"
+        );
+        let mut near_end = s.clone();
+        near_end.ends_at = NOW.plus_secs(OPEN_MARGIN_SECS);
+        assert_eq!(near_end.certainly_too_low(8, low, NOW), None);
+        near_end.ends_at = NOW.plus_secs(OPEN_MARGIN_SECS + 1);
+        assert!(near_end.certainly_too_low(8, low, NOW).is_some());
+        let mut just_started = s.clone();
+        just_started.starts_at = NOW.plus_secs(-OPEN_MARGIN_SECS + 1);
+        assert_eq!(just_started.certainly_too_low(8, low, NOW), None);
+        let mut fresh = s;
+        fresh.current_price = None;
+        fresh.bid_count = 0;
+        assert_eq!(
+            fresh.certainly_too_low(8, Money::from_cents(9_999), NOW),
+            Some((None, Money::from_cents(10_000)))
         );
     }
 

@@ -11,11 +11,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A unit test checks this list against the `migrations/` folder.
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("../../migrations/0001_schema.sql"),
-}];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "bid_state",
+        sql: include_str!("../../migrations/0002_bid_state.sql"),
+    },
+];
 
 /// Serializes migrations across every server starting at once against the same database.
 const MIGRATION_LOCK_KEY: i64 = 0x6761_7665_6c00;

@@ -7,6 +7,7 @@ mod types;
 
 use pg::{Client, Config, PgError};
 use std::fmt;
+use std::time::Duration;
 
 /// What can go wrong in storage, as the API layer needs to tell it apart.
 #[derive(Debug, Clone)]
@@ -81,19 +82,34 @@ const INVALID_CATALOG_NAME: &str = "3D000";
 const DUPLICATE_DATABASE: &str = "42P04";
 const UNIQUE_VIOLATION: &str = "23505";
 
+/// Longest a start-up statement (a migration) may run: schema changes on a large database take
+/// far longer than a request may.
+const MIGRATION_TIMEOUT_SECS: u64 = 600;
+
 /// Connects to the configured database, creating it first when it does not exist, and brings its
-/// schema up to date. Returns the connection, for start-up work that needs one.
-pub fn prepare_database(cfg: &Config) -> Result<Client, String> {
+/// schema up to date. Returns the database's instance id, its name in shared caches.
+pub fn prepare_database(cfg: &Config) -> Result<String, String> {
+    let mut cfg = cfg.clone();
+    cfg.statement_timeout = Duration::from_secs(MIGRATION_TIMEOUT_SECS);
+    cfg.query_timeout = Duration::from_secs(MIGRATION_TIMEOUT_SECS);
     let client = match Client::connect_now(cfg.clone(), &[], 0) {
         Ok(c) => c,
         Err(PgError::Db { ref code, .. }) if code == INVALID_CATALOG_NAME => {
-            create_database(cfg)?;
+            create_database(&cfg)?;
             Client::connect_now(cfg.clone(), &[], 0).map_err(|e| e.to_string())?
         }
         Err(e) => return Err(format!("cannot connect to PostgreSQL: {e}")),
     };
     migrate::run(&client).map_err(|e| e.to_string())?;
-    Ok(client)
+    instance_id(&client).map_err(|e| format!("cannot read the instance id: {e}"))
+}
+
+fn instance_id(client: &Client) -> Result<String, PgError> {
+    let rows = client.simple_query("SELECT id FROM gavel_instance")?;
+    rows.into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next().flatten())
+        .ok_or_else(|| PgError::Protocol("gavel_instance is empty".into()))
 }
 
 fn create_database(cfg: &Config) -> Result<(), String> {

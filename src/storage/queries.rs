@@ -2,7 +2,7 @@
 
 use super::pg::{Client, Row, StatementDef, Type};
 use super::StoreError;
-use crate::domain::auction::{Auction, Bid, NewAuction, Status};
+use crate::domain::auction::{Auction, Bid, BidState, NewAuction, Status};
 use crate::domain::money::Money;
 use crate::domain::time::Timestamp;
 
@@ -82,7 +82,8 @@ pub static STATEMENTS: &[StatementDef] = &[
     },
     StatementDef {
         name: "place_bid",
-        sql: "SELECT outcome, bid_id, accepted_at, not_open_state, current_price, min_next_bid \
+        sql: "SELECT outcome, bid_id, accepted_at, not_open_state, current_price, min_next_bid, \
+              seller_id, start_price, min_increment, starts_at, ends_at, bid_count \
               FROM gavel_place_bid($1, $2, $3)",
         param_types: &[Type::INT8, Type::INT8, Type::NUMERIC],
     },
@@ -175,16 +176,40 @@ pub fn list_auctions(
     Ok(Page { items, more })
 }
 
+/// Decides one bid; also returns the auction's state as the decision saw it (none when the auction
+/// does not exist).
 pub fn place_bid(
     client: &Client,
     auction_id: i64,
     bidder_id: i64,
     amount: Money,
-) -> Result<BidOutcome, StoreError> {
+) -> Result<(BidOutcome, Option<BidState>), StoreError> {
     let rows = client.query(PLACE_BID, &[&auction_id, &bidder_id, &amount])?;
     let row = rows
         .first()
         .ok_or_else(|| StoreError::internal("bid returned no row"))?;
+    let outcome = bid_outcome(row, auction_id, bidder_id, amount)?;
+    let state = match outcome {
+        BidOutcome::NotFound => None,
+        _ => Some(BidState {
+            seller_id: row.get(6)?,
+            start_price: row.get(7)?,
+            min_increment: row.get(8)?,
+            starts_at: row.get(9)?,
+            ends_at: row.get(10)?,
+            current_price: row.get(4)?,
+            bid_count: row.get(11)?,
+        }),
+    };
+    Ok((outcome, state))
+}
+
+fn bid_outcome(
+    row: &Row,
+    auction_id: i64,
+    bidder_id: i64,
+    amount: Money,
+) -> Result<BidOutcome, StoreError> {
     let outcome: i16 = row.get(0)?;
     Ok(match outcome {
         0 => BidOutcome::Accepted(Bid {

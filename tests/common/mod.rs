@@ -4,10 +4,12 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where the test databases live; each test binary gets `gavel_test_<pid>_<name>` on it.
@@ -281,4 +283,223 @@ pub fn assert_healthy(addr: SocketAddr) {
     let r = get(addr, "/health");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
+}
+
+// ---- a TCP proxy in front of PostgreSQL, to make outages ----
+
+pub const FORWARD: u8 = 0;
+/// Accepted connections are closed at once: the database looks down.
+pub const REFUSE: u8 = 1;
+/// Bytes are swallowed: the database looks hung.
+pub const STALL: u8 = 2;
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(FORWARD));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (m, c) = (mode.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if m.load(Ordering::SeqCst) == REFUSE {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                c.lock().unwrap().push(client.try_clone().unwrap());
+                c.lock().unwrap().push(server.try_clone().unwrap());
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    m.clone(),
+                );
+                pump(server, client, m.clone());
+            }
+        });
+        Proxy { addr, mode, conns }
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+
+    /// Ends every proxied connection, as a database restart or a network cut would.
+    pub fn cut(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, mode: Arc<AtomicU8>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if mode.load(Ordering::SeqCst) == STALL {
+                continue;
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// Where PostgreSQL listens, from the test base URL.
+pub fn upstream() -> SocketAddr {
+    let base = pg_base_url();
+    let hostport = base.rsplit('@').next().unwrap();
+    std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+// ---- a private Redis, to stop, restart and flush at will ----
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut r = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it (again) on the same port, empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        kill_with_parent(&mut cmd);
+        self.child = Some(cmd.spawn().expect("redis-server runs"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).as_deref() != Some("PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs one command with redis-cli; `None` when it fails.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Checks API.md's invariants for one auction against the bids the clients saw accepted
+/// (`(auction, bid id)` pairs): strictly increasing by at least the increment, count, price and
+/// leader consistent, every 201 stored and nothing else.
+pub fn check_invariants(addr: SocketAddr, auction: i64, accepted: &[(i64, i64)]) {
+    let a = get(addr, &format!("/api/auctions/{auction}")).json();
+    let page = get(addr, &format!("/api/bids/{auction}?limit=500")).json();
+    assert!(page["next_before_id"].is_null());
+    let mut bids = page["bids"].as_array().unwrap().clone();
+    bids.reverse(); // acceptance order
+    let inc = cents(&a["min_increment"]);
+    let mut prev: Option<i64> = None;
+    for b in &bids {
+        let amount = cents(&b["amount"]);
+        match prev {
+            None => assert!(amount >= cents(&a["start_price"])),
+            Some(p) => assert!(amount >= p + inc, "{p} then {amount}"),
+        }
+        prev = Some(amount);
+    }
+    assert_eq!(a["bid_count"].as_u64().unwrap() as usize, bids.len());
+    if let Some(last) = bids.last() {
+        assert_eq!(a["current_price"], last["amount"]);
+        assert_eq!(a["leader_id"], last["bidder_id"]);
+        assert_eq!(last["is_winning"], true);
+    }
+    assert!(bids.iter().filter(|b| b["is_winning"] == true).count() <= 1);
+    let stored: std::collections::HashSet<i64> =
+        bids.iter().map(|b| b["id"].as_i64().unwrap()).collect();
+    let mine: std::collections::HashSet<i64> = accepted
+        .iter()
+        .filter(|(a, _)| *a == auction)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(stored, mine, "every 201 is stored, and nothing else");
+}
+
+/// Cents of a money string such as "12.50".
+pub fn cents(v: &Value) -> i64 {
+    let s = v.as_str().unwrap();
+    let (i, f) = s.split_once('.').unwrap();
+    i.parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap()
+}
+
+/// A small deterministic generator, so a failing run can be repeated from its seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
 }

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,11 +26,12 @@ use super::config::Config;
 use super::demux::{Demux, Pending};
 use super::error::{server_error, PgError};
 use super::limits::{
-    COROUTINE_STACK_WORDS, FD_ALIGN_MAX_TRIES, HANDOFF_MAX_TRIES, KEEPALIVE_IDLE_SECS,
-    KEEPALIVE_INTERVAL_SECS, MAX_IN_FLIGHT, READER_POLL_MILLIS, READ_BUFFER_BYTES,
-    READ_CHUNK_BYTES, RETAINED_BUFFER_BYTES, STALL_GRACE_MILLIS, WRITE_TIMEOUT_MILLIS,
+    COROUTINE_STACK_WORDS, KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, MAX_IN_FLIGHT,
+    READER_POLL_MILLIS, READ_BUFFER_BYTES, READ_CHUNK_BYTES, RETAINED_BUFFER_BYTES,
+    STALL_GRACE_MILLIS, WRITE_TIMEOUT_MILLIS,
 };
 use super::row::Row;
+use crate::placement::{on_worker, return_to};
 
 /// A statement prepared on every (re)connection, referred to by its index in the slice given to
 /// `connect`. `name` is the server-side name: non-empty and unique within the slice.
@@ -201,31 +201,6 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.shared.close();
-    }
-}
-
-/// Moves the calling coroutine back onto `worker`: may runs a woken coroutine on the waker's
-/// worker, so a helper spawned there wakes it. The helper may run before the caller parks, in
-/// which case nothing moved; the thread check catches that and tries again.
-fn return_to(worker: usize) {
-    if !may::coroutine::is_coroutine() {
-        return;
-    }
-    for _ in 0..HANDOFF_MAX_TRIES {
-        let (tx, rx) = channel();
-        let helper = may::coroutine::Builder::new().id(worker);
-        let wake = move || {
-            // The caller waits for this message; it cannot be gone.
-            let _ = tx.send(std::thread::current().id());
-        };
-        if may::go!(helper, wake).is_err() {
-            return;
-        }
-        match rx.recv() {
-            Ok(there) if there == std::thread::current().id() => return,
-            Ok(_) => {}
-            Err(_) => return,
-        }
     }
 }
 
@@ -626,36 +601,13 @@ fn start(
     Ok(shared)
 }
 
-/// A duplicate of `stream` whose descriptor maps to `worker`'s epoll. may resumes a coroutine
-/// blocked on a socket on the worker that owns the descriptor's epoll (`fd % workers`), and a
-/// coroutine woken by another one on the waker's worker: with aligned descriptors the reader and
-/// writer stay on `worker`, and so do the callers they answer.
-fn on_worker(stream: &TcpStream, worker: usize) -> io::Result<TcpStream> {
-    let workers = may::config().get_workers().max(1);
-    // Held until a match is found so that each try yields a new descriptor number.
-    let mut misses = Vec::new();
-    for _ in 0..FD_ALIGN_MAX_TRIES {
-        let dup = stream.try_clone()?;
-        if dup.as_raw_fd() as usize % workers == worker % workers {
-            return Ok(dup);
-        }
-        misses.push(dup);
-    }
-    stream.try_clone()
-}
-
 /// Spawns on the given worker so the coroutine never leaves it (may runs without work stealing).
 pub(crate) fn spawn_on(
     worker: usize,
     name: &str,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<(), PgError> {
-    let builder = may::coroutine::Builder::new()
-        .id(worker)
-        .name(name.to_owned())
-        .stack_size(COROUTINE_STACK_WORDS);
-    may::go!(builder, f)
-        .map(drop)
+    crate::placement::spawn_on(worker, name, COROUTINE_STACK_WORDS, f)
         .map_err(|e| PgError::Unavailable(format!("cannot start the {name} coroutine: {e}")))
 }
 

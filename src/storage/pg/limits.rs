@@ -67,12 +67,3 @@ pub const KEEPALIVE_INTERVAL_SECS: u64 = 10;
 /// Stack of the reader, writer and reconnect coroutines, in machine words (may's unit). SCRAM's
 /// key derivation and message parsing run on it, with headroom for debug builds' larger frames.
 pub const COROUTINE_STACK_WORDS: usize = 16 * 1024;
-
-/// Descriptors tried when looking for one that maps to the owning worker's epoll (may picks the
-/// epoll by `fd % workers`). Free descriptors come lowest-first, so a match turns up within about
-/// `workers` tries; 256 covers the largest machines, and past it only locality is lost.
-pub const FD_ALIGN_MAX_TRIES: usize = 256;
-
-/// Attempts to hand a coroutine back to its worker after something resumed it elsewhere. One
-/// almost always suffices (the helper runs after the caller parks); the rest cover the race.
-pub const HANDOFF_MAX_TRIES: usize = 8;
