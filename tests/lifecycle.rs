@@ -49,7 +49,7 @@ fn two_servers_starting_at_once_migrate_once() {
             200
         );
     }
-    assert_eq!(psql(&db, "SELECT count(*) FROM gavel_migrations"), "2");
+    assert_eq!(psql(&db, "SELECT count(*) FROM gavel_migrations"), "3");
     for s in &mut servers {
         assert!(sigterm(s).success());
     }

@@ -9,7 +9,7 @@ use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSIO
 use crate::domain::parse_id;
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
-use crate::storage::queries::{self, BidOutcome};
+use crate::storage::queries::{self, BidInput, BidOutcome};
 use crate::storage::Store;
 use error::ApiError;
 use json::Raw;
@@ -286,7 +286,11 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
             });
         }
     }
-    let (outcome, state) = queries::place_bid(&ctx.store.write, auction_id, bidder_id, amount)?;
+    let (outcome, state) = ctx.store.bids.place(BidInput {
+        auction_id,
+        bidder_id,
+        amount,
+    })?;
     if let (Some(cache), Some(state)) = (&ctx.cache, &state) {
         let accepted = matches!(outcome, BidOutcome::Accepted(_));
         cache.remember(auction_id, state, accepted);

@@ -22,6 +22,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "bid_state",
         sql: include_str!("../../migrations/0002_bid_state.sql"),
     },
+    Migration {
+        version: 3,
+        name: "bid_batches",
+        sql: include_str!("../../migrations/0003_bid_batches.sql"),
+    },
 ];
 
 /// Serializes migrations across every server starting at once against the same database.

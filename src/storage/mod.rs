@@ -1,12 +1,15 @@
 //! Storage: the PostgreSQL client, the queries Gavel runs and the schema migrations.
 
+pub mod batch;
 pub mod migrate;
 pub mod pg;
 pub mod queries;
 mod types;
 
+use batch::BidBatcher;
 use pg::{Client, Config, PgError};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What can go wrong in storage, as the API layer needs to tell it apart.
@@ -56,20 +59,27 @@ impl From<PgError> for StoreError {
     }
 }
 
-/// One worker's database connections: bids and inserts on one, reads on the other, so a read never
-/// waits in the pipeline behind a bid's commit.
+/// One worker's database connections: bid batches and inserts on one, reads on the other, so a
+/// read never waits in the pipeline behind a commit.
 pub struct Store {
-    pub write: Client,
+    pub write: Arc<Client>,
     pub read: Client,
+    pub bids: BidBatcher,
 }
 
 impl Store {
-    /// Opens the worker's connections; must run in a coroutine on that worker.
+    /// Opens the worker's connections and starts its bid batcher; must run in a coroutine on that
+    /// worker.
     pub fn connect(cfg: &Config, worker: usize) -> Result<Store, PgError> {
-        Ok(Store {
-            write: Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)?,
-            read: Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)?,
-        })
+        let write = Arc::new(Client::connect_now(
+            cfg.clone(),
+            queries::STATEMENTS,
+            worker,
+        )?);
+        let read = Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)?;
+        let bids = BidBatcher::start(write.clone(), worker, cfg.query_timeout)
+            .map_err(|e| PgError::Unavailable(format!("cannot start the bid batcher: {e}")))?;
+        Ok(Store { write, read, bids })
     }
 
     pub fn is_up(&self) -> bool {

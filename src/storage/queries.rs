@@ -24,7 +24,7 @@ const LIST_ALL: usize = 3;
 const LIST_SCHEDULED: usize = 4;
 const LIST_OPEN: usize = 5;
 const LIST_CLOSED: usize = 6;
-const PLACE_BID: usize = 7;
+const PLACE_BIDS: usize = 7;
 const LIST_BIDS: usize = 8;
 const LIST_BIDS_BEFORE: usize = 9;
 
@@ -81,11 +81,11 @@ pub static STATEMENTS: &[StatementDef] = &[
         param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
     },
     StatementDef {
-        name: "place_bid",
-        sql: "SELECT outcome, bid_id, accepted_at, not_open_state, current_price, min_next_bid, \
+        name: "place_bids",
+        sql: "SELECT ord, outcome, bid_id, accepted_at, not_open_state, current_price, min_next_bid, \
               seller_id, start_price, min_increment, starts_at, ends_at, bid_count \
-              FROM gavel_place_bid($1, $2, $3)",
-        param_types: &[Type::INT8, Type::INT8, Type::NUMERIC],
+              FROM gavel_place_bids($1, $2, $3)",
+        param_types: &[Type::INT8_ARRAY, Type::INT8_ARRAY, Type::NUMERIC_ARRAY],
     },
     StatementDef {
         name: "list_bids",
@@ -176,61 +176,80 @@ pub fn list_auctions(
     Ok(Page { items, more })
 }
 
-/// Decides one bid; also returns the auction's state as the decision saw it (none when the auction
-/// does not exist).
-pub fn place_bid(
-    client: &Client,
-    auction_id: i64,
-    bidder_id: i64,
-    amount: Money,
-) -> Result<(BidOutcome, Option<BidState>), StoreError> {
-    let rows = client.query(PLACE_BID, &[&auction_id, &bidder_id, &amount])?;
-    let row = rows
-        .first()
-        .ok_or_else(|| StoreError::internal("bid returned no row"))?;
-    let outcome = bid_outcome(row, auction_id, bidder_id, amount)?;
+/// One bid to decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BidInput {
+    pub auction_id: i64,
+    pub bidder_id: i64,
+    pub amount: Money,
+}
+
+/// What the database decided for one bid, and the auction's state as that decision saw it (none
+/// when the auction does not exist).
+pub type BidDecision = (BidOutcome, Option<BidState>);
+
+/// Decides a batch of bids in one statement and one transaction; answers in the order given.
+pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>, StoreError> {
+    let auctions: Vec<i64> = bids.iter().map(|b| b.auction_id).collect();
+    let bidders: Vec<i64> = bids.iter().map(|b| b.bidder_id).collect();
+    let amounts: Vec<Money> = bids.iter().map(|b| b.amount).collect();
+    let rows = client.query(PLACE_BIDS, &[&auctions, &bidders, &amounts])?;
+    let mut decided: Vec<Option<BidDecision>> = vec![None; bids.len()];
+    for row in &rows {
+        let ord: i32 = row.get(0)?;
+        let slot = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| decided.get_mut(i))
+            .ok_or_else(|| StoreError::internal("bid batch answered an unknown position"))?;
+        let input = bids[(ord - 1) as usize];
+        *slot = Some(bid_decision(row, input)?);
+    }
+    decided
+        .into_iter()
+        .map(|d| d.ok_or_else(|| StoreError::internal("bid batch left a bid unanswered")))
+        .collect()
+}
+
+/// Reads one row of `gavel_place_bids` (columns shifted by the leading `ord`).
+fn bid_decision(row: &Row, input: BidInput) -> Result<BidDecision, StoreError> {
+    let outcome = bid_outcome(row, input)?;
     let state = match outcome {
         BidOutcome::NotFound => None,
         _ => Some(BidState {
-            seller_id: row.get(6)?,
-            start_price: row.get(7)?,
-            min_increment: row.get(8)?,
-            starts_at: row.get(9)?,
-            ends_at: row.get(10)?,
-            current_price: row.get(4)?,
-            bid_count: row.get(11)?,
+            seller_id: row.get(7)?,
+            start_price: row.get(8)?,
+            min_increment: row.get(9)?,
+            starts_at: row.get(10)?,
+            ends_at: row.get(11)?,
+            current_price: row.get(5)?,
+            bid_count: row.get(12)?,
         }),
     };
     Ok((outcome, state))
 }
 
-fn bid_outcome(
-    row: &Row,
-    auction_id: i64,
-    bidder_id: i64,
-    amount: Money,
-) -> Result<BidOutcome, StoreError> {
-    let outcome: i16 = row.get(0)?;
+fn bid_outcome(row: &Row, input: BidInput) -> Result<BidOutcome, StoreError> {
+    let outcome: i16 = row.get(1)?;
     Ok(match outcome {
         0 => BidOutcome::Accepted(Bid {
-            id: row.get(1)?,
-            auction_id,
-            amount,
-            bidder_id,
+            id: row.get(2)?,
+            auction_id: input.auction_id,
+            amount: input.amount,
+            bidder_id: input.bidder_id,
             is_winning: true,
-            created_at: row.get(2)?,
+            created_at: row.get(3)?,
         }),
         1 => BidOutcome::NotFound,
         2 => {
-            let state: &str = row.get(3)?;
+            let state: &str = row.get(4)?;
             BidOutcome::NotOpen(
                 Status::parse(state).ok_or_else(|| StoreError::internal("bad state"))?,
             )
         }
         3 => BidOutcome::Forbidden,
         4 => BidOutcome::TooLow {
-            current_price: row.get(4)?,
-            min_next_bid: row.get(5)?,
+            current_price: row.get(5)?,
+            min_next_bid: row.get(6)?,
         },
         _ => return Err(StoreError::internal("unknown bid outcome")),
     })
@@ -310,7 +329,7 @@ mod tests {
             (LIST_SCHEDULED, "list_scheduled"),
             (LIST_OPEN, "list_open"),
             (LIST_CLOSED, "list_closed"),
-            (PLACE_BID, "place_bid"),
+            (PLACE_BIDS, "place_bids"),
             (LIST_BIDS, "list_bids"),
             (LIST_BIDS_BEFORE, "list_bids_before"),
         ];
