@@ -5,6 +5,7 @@ use crate::domain::auction::Status;
 use crate::domain::money::Money;
 use crate::http::{HttpError, Response};
 use crate::storage::StoreError;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Seconds a client should wait before retrying a 503 (sent as `Retry-After`).
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -172,11 +173,25 @@ impl From<&HttpError> for ApiError {
     }
 }
 
+/// Second (since the epoch) of the last "database unavailable" line: during an outage every request
+/// fails the same way, and one line a second says so without flooding the log.
+static LAST_UNAVAILABLE_LOG_SECS: AtomicU64 = AtomicU64::new(0);
+
+fn first_this_second(last: &AtomicU64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let before = last.swap(now, Ordering::Relaxed);
+    before != now
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(why) => {
-                crate::logging::warn("database unavailable", &[("error", &why)]);
+                if first_this_second(&LAST_UNAVAILABLE_LOG_SECS) {
+                    crate::logging::warn("database unavailable", &[("error", &why)]);
+                }
                 ApiError::Unavailable
             }
             StoreError::Internal(why) => {
@@ -219,8 +234,18 @@ mod tests {
     }
 
     #[test]
+    fn outage_lines_are_throttled_to_one_a_second() {
+        let last = AtomicU64::new(0);
+        assert!(first_this_second(&last));
+        assert!(!first_this_second(&last));
+        last.store(1, Ordering::Relaxed);
+        assert!(first_this_second(&last));
+    }
+
+    #[test]
     fn unavailable_has_retry_after() {
         let r = ApiError::Unavailable.into_response();
         assert_eq!(r.status, 503);
+        assert!(r.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1"));
     }
 }
