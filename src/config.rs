@@ -30,6 +30,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub db_timeout: Duration,
     pub cors: CorsSetting,
+    pub pin_workers: bool,
 }
 
 struct Setting {
@@ -93,6 +94,12 @@ const SETTINGS: &[Setting] = &[
         env: "GAVEL_CORS_ORIGINS",
         default: "*",
         help: "`*` or a comma-separated list of allowed origins",
+    },
+    Setting {
+        flag: "pin-workers",
+        env: "GAVEL_PIN_WORKERS",
+        default: "true",
+        help: "pin each worker to its own core (off: let the kernel move them, for hosts whose cores other busy processes share)",
     },
 ];
 
@@ -171,6 +178,7 @@ impl Config {
                 "db-timeout-ms",
             )?),
             cors: parse_cors(&or_default("cors-origins")),
+            pin_workers: parse_bool(&or_default("pin-workers"), "pin-workers")?,
         }))
     }
 }
@@ -205,6 +213,14 @@ fn positive(text: &str, name: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("--{name} must be a whole number above 0")),
+    }
+}
+
+fn parse_bool(text: &str, name: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("--{name} must be true or false")),
     }
 }
 
@@ -253,6 +269,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.cors, CorsSetting::Any);
         assert!(c.workers >= 1);
+        assert!(c.pin_workers);
     }
 
     #[test]
@@ -281,6 +298,12 @@ mod tests {
         assert!(serve(&["--nope", "1"], &[]).is_err());
         assert!(serve(&["--listen"], &[]).is_err());
         assert!(serve(&["--log-level", "loud"], &[]).is_err());
+        assert!(serve(&["--pin-workers", "maybe"], &[]).is_err());
+        assert!(
+            !serve(&[], &[("GAVEL_PIN_WORKERS", "false")])
+                .unwrap()
+                .pin_workers
+        );
         assert!(serve(&["--help"], &[]).is_err());
         assert!(help().contains("DATABASE_URL"));
     }

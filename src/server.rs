@@ -29,7 +29,9 @@ pub fn run(cfg: Config) -> i32 {
     };
     raise_nofile_limit();
     // Connection coroutines pick their own stack size; may's default stays small for its helpers.
-    may::config().set_workers(cfg.workers).set_worker_pin(true);
+    may::config()
+        .set_workers(cfg.workers)
+        .set_worker_pin(cfg.pin_workers);
 
     let contexts = match start_storage(&cfg) {
         Ok(c) => c,

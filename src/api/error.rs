@@ -246,6 +246,9 @@ mod tests {
     fn unavailable_has_retry_after() {
         let r = ApiError::Unavailable.into_response();
         assert_eq!(r.status, 503);
-        assert!(r.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1"));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "Retry-After" && v == "1"));
     }
 }
