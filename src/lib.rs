@@ -12,4 +12,5 @@ pub mod http;
 pub mod logging;
 pub mod placement;
 pub mod server;
+pub mod sockets;
 pub mod storage;

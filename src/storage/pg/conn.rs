@@ -2,8 +2,8 @@
 //! coroutines that carry many requests at once over one socket.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::io::{self, Write};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -352,54 +352,17 @@ impl Handshake {
     }
 }
 
-/// Reads what is available into the spare room of `buf`, zero-filling at most
-/// `READ_CHUNK_BYTES` first (safe code cannot read into uninitialised memory).
+/// Reads what is available, in this client's buffer sizes.
 fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 4 {
-        buf.reserve(READ_BUFFER_BYTES);
-    }
-    let start = buf.len();
-    let room = (buf.capacity() - start).min(READ_CHUNK_BYTES);
-    buf.resize(start + room, 0);
-    let read = stream.read(&mut buf[start..]);
-    buf.truncate(start + *read.as_ref().unwrap_or(&0));
-    read
+    crate::sockets::read_into(stream, buf, READ_BUFFER_BYTES, READ_CHUNK_BYTES)
 }
 
 fn dial(cfg: &Config, deadline: Instant) -> Result<TcpStream, PgError> {
-    let target = format!("{}:{}", cfg.host, cfg.port);
-    // Resolution blocks the worker thread: fine for IP literals and /etc/hosts names.
-    let addrs: Vec<SocketAddr> = (cfg.host.as_str(), cfg.port)
-        .to_socket_addrs()
-        .map_err(|e| PgError::Unavailable(format!("cannot resolve {target}: {e}")))?
-        .collect();
-    let mut last = String::from("no address");
-    for addr in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            last = "connect timeout reached".into();
-            break;
-        }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(stream) => return tune(stream),
-            Err(e) => last = format!("{addr}: {e}"),
-        }
-    }
-    Err(PgError::Unavailable(format!(
-        "cannot connect to {target}: {last}"
-    )))
-}
-
-fn tune(stream: TcpStream) -> Result<TcpStream, PgError> {
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(KEEPALIVE_IDLE_SECS))
-        .with_interval(Duration::from_secs(KEEPALIVE_INTERVAL_SECS));
-    // Requests are batched by the writer; Nagle would only delay each batch.
-    stream
-        .set_nodelay(true)
-        .and_then(|_| socket2::SockRef::from(stream.inner()).set_tcp_keepalive(&keepalive))
-        .map_err(|e| PgError::Unavailable(format!("cannot configure socket: {e}")))?;
-    Ok(stream)
+    let keepalive = crate::sockets::Keepalive {
+        idle: Duration::from_secs(KEEPALIVE_IDLE_SECS),
+        interval: Duration::from_secs(KEEPALIVE_INTERVAL_SECS),
+    };
+    crate::sockets::dial(&cfg.host, cfg.port, deadline, keepalive).map_err(PgError::Unavailable)
 }
 
 fn is_auth_message(m: &Message) -> bool {
