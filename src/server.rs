@@ -4,7 +4,7 @@
 use crate::api::{Api, WorkerContext};
 use crate::cache::client::RedisConfig;
 use crate::cache::BidCache;
-use crate::config::{Config, CorsSetting};
+use crate::config::{Config, CorsSetting, STATEMENT_TIMEOUT_MARGIN_MILLIS};
 use crate::http::{self, Cors, ServerConfig};
 use crate::logging;
 use crate::storage::{self, pg, Store};
@@ -85,7 +85,7 @@ fn pg_config(cfg: &Config) -> Result<pg::Config, String> {
     pg.query_timeout = cfg.db_timeout;
     pg.statement_timeout = cfg
         .db_timeout
-        .saturating_sub(Duration::from_millis(100))
+        .saturating_sub(Duration::from_millis(STATEMENT_TIMEOUT_MARGIN_MILLIS))
         .max(Duration::from_millis(1));
     Ok(pg)
 }
