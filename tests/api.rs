@@ -639,3 +639,51 @@ fn head_and_cors_and_gzip() {
         assert!(z.body.len() < len);
     }
 }
+
+#[test]
+fn every_response_carries_a_request_id() {
+    let addr = shared();
+    let hex32 = |v: Option<&str>| {
+        let v = v.expect("X-Request-Id present");
+        assert_eq!(v.len(), 32, "{v}");
+        assert!(v.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+        v.to_owned()
+    };
+    let a = hex32(get(addr, "/health").header("x-request-id"));
+    let b = hex32(get(addr, "/nope").header("x-request-id"));
+    assert_ne!(a, b);
+
+    let mut s = connect(addr);
+    send(
+        &mut s,
+        "GET",
+        "/health",
+        None,
+        &[("X-Request-Id", "trace-42:abc")],
+    );
+    assert_eq!(
+        read_reply(&mut s).unwrap().header("x-request-id"),
+        Some("trace-42:abc")
+    );
+    send(
+        &mut s,
+        "GET",
+        "/health",
+        None,
+        &[("X-Request-Id", "two words")],
+    );
+    hex32(read_reply(&mut s).unwrap().header("x-request-id"));
+
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r = raw(
+        addr,
+        format!("GET /health HTTP/1.1\r\nHost: t\r\n{many}\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 431);
+    hex32(r.header("x-request-id"));
+    let pre = raw(
+        addr,
+        b"OPTIONS /api/bids HTTP/1.1\r\nHost: t\r\nOrigin: https://x.example\r\nAccess-Control-Request-Method: POST\r\nX-Request-Id: pre-1\r\n\r\n",
+    );
+    assert_eq!(pre.header("x-request-id"), Some("pre-1"));
+}

@@ -34,8 +34,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     HeadersTooLarge,
     NotImplemented(&'static str),
-    Unavailable,
-    Internal,
+    /// A storage failure: 503 when a retry may succeed, else 500. Its detail goes to the log,
+    /// never to the client.
+    Store(StoreError),
 }
 
 impl ApiError {
@@ -60,9 +61,9 @@ impl ApiError {
             ApiError::UriTooLong => 414,
             ApiError::UnsupportedMediaType => 415,
             ApiError::HeadersTooLarge => 431,
-            ApiError::Internal => 500,
+            ApiError::Store(StoreError::Internal(_)) => 500,
             ApiError::NotImplemented(_) => 501,
-            ApiError::Unavailable => 503,
+            ApiError::Store(StoreError::Unavailable(_)) => 503,
         }
     }
 
@@ -82,8 +83,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::HeadersTooLarge => "headers_too_large",
             ApiError::NotImplemented(_) => "not_implemented",
-            ApiError::Unavailable => "unavailable",
-            ApiError::Internal => "internal",
+            ApiError::Store(StoreError::Unavailable(_)) => "unavailable",
+            ApiError::Store(StoreError::Internal(_)) => "internal",
         }
     }
 
@@ -105,8 +106,10 @@ impl ApiError {
             ApiError::UriTooLong => "the request line is too long".into(),
             ApiError::UnsupportedMediaType => "the request body must be JSON".into(),
             ApiError::HeadersTooLarge => "the header section is over 16 KiB or 64 lines".into(),
-            ApiError::Unavailable => "the service is temporarily unavailable; retry shortly".into(),
-            ApiError::Internal => "internal error".into(),
+            ApiError::Store(StoreError::Unavailable(_)) => {
+                "the service is temporarily unavailable; retry shortly".into()
+            }
+            ApiError::Store(StoreError::Internal(_)) => "internal error".into(),
         }
     }
 
@@ -145,7 +148,9 @@ impl ApiError {
         let mut resp = Response::json(self.status(), body);
         match self {
             ApiError::MethodNotAllowed { allow } => resp.header("Allow", allow),
-            ApiError::Unavailable => resp.header("Retry-After", RETRY_AFTER_SECS.to_string()),
+            ApiError::Store(StoreError::Unavailable(_)) => {
+                resp.header("Retry-After", RETRY_AFTER_SECS.to_string())
+            }
             _ => {}
         }
         resp
@@ -187,17 +192,28 @@ fn first_this_second(last: &AtomicU64) -> bool {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(why) => {
-                if first_this_second(&LAST_UNAVAILABLE_LOG_SECS) {
-                    crate::logging::warn("database unavailable", &[("error", &why)]);
-                }
-                ApiError::Unavailable
+        ApiError::Store(e)
+    }
+}
+
+impl ApiError {
+    /// Logs what the client is not told: storage failures, with the request's id. During an
+    /// outage, one "database unavailable" line a second.
+    pub fn log(&self, request_id: &str) {
+        match self {
+            ApiError::Store(StoreError::Unavailable(why))
+                if first_this_second(&LAST_UNAVAILABLE_LOG_SECS) =>
+            {
+                crate::logging::warn(
+                    "database unavailable",
+                    &[("error", why), ("request_id", &request_id)],
+                );
             }
-            StoreError::Internal(why) => {
-                crate::logging::error("database error", &[("error", &why)]);
-                ApiError::Internal
-            }
+            ApiError::Store(StoreError::Internal(why)) => crate::logging::error(
+                "database error",
+                &[("error", why), ("request_id", &request_id)],
+            ),
+            _ => {}
         }
     }
 }
@@ -243,8 +259,19 @@ mod tests {
     }
 
     #[test]
+    fn storage_details_never_reach_the_client() {
+        let secret = "relation \"auctions\" does not exist at /var/lib";
+        let (status, b) = body(ApiError::Store(StoreError::Internal(secret.into())));
+        assert_eq!(status, 500);
+        assert!(!b.contains("relation") && !b.contains("/var/lib"), "{b}");
+        let (status, b) = body(ApiError::Store(StoreError::Unavailable(secret.into())));
+        assert_eq!(status, 503);
+        assert!(!b.contains("relation"), "{b}");
+    }
+
+    #[test]
     fn unavailable_has_retry_after() {
-        let r = ApiError::Unavailable.into_response();
+        let r = ApiError::Store(StoreError::Unavailable("down".into())).into_response();
         assert_eq!(r.status, 503);
         assert!(r
             .headers

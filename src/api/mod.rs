@@ -44,7 +44,10 @@ type ApiResult = Result<Response, ApiError>;
 
 impl Service for Api {
     fn call(&mut self, req: &Request<'_>) -> Response {
-        route(&self.ctx, req).unwrap_or_else(ApiError::into_response)
+        route(&self.ctx, req).unwrap_or_else(|e| {
+            e.log(req.request_id);
+            e.into_response()
+        })
     }
 
     fn error(&mut self, err: &HttpError) -> Response {

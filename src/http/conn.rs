@@ -14,6 +14,7 @@ use super::encode::{self, ResponseMeta, CONTINUE};
 use super::head::Head;
 use super::message::{Header, HttpError, Service};
 use super::parser::{Progress, RequestParser};
+use super::request_id;
 use super::server::ConnLink;
 use super::{LINGER_MAX_BYTES, LINGER_TIMEOUT_MILLIS, MAX_HEADER_LINES, WRITE_BATCH_MAX_BYTES};
 
@@ -220,13 +221,16 @@ impl<'a, S: Service> Conn<'a, S> {
     /// Calls the service (or answers a preflight) and appends the response.
     fn dispatch(&mut self, head: &Head, body: Range<usize>, len: usize) -> Next {
         let mut scratch = [Header::EMPTY; MAX_HEADER_LINES];
-        let req = head.request(self.inbuf.unparsed(), body, &mut scratch);
+        let id = request_id::for_request(head.find(self.inbuf.unparsed(), "x-request-id"));
+        let mut req = head.request(self.inbuf.unparsed(), body, &mut scratch);
+        req.request_id = &id;
         let cors = self.link.cors().headers_for(req.header("origin"));
-        let resp = if cors::is_preflight(&req) {
+        let mut resp = if cors::is_preflight(&req) {
             cors::preflight_response(&cors, &req)
         } else {
             self.service.call(&req)
         };
+        resp.header(request_id::HEADER, id.clone());
         // Checked after the call, so a request in flight when shutdown starts says so.
         let close = head.close || self.link.draining();
         let meta = ResponseMeta {
@@ -255,7 +259,9 @@ impl<'a, S: Service> Conn<'a, S> {
             cors: self.link.cors().headers_for(origin),
             ..ResponseMeta::default()
         };
-        let resp = self.service.error(err);
+        let client_id = head.and_then(|h| h.find(self.inbuf.unparsed(), "x-request-id"));
+        let mut resp = self.service.error(err);
+        resp.header(request_id::HEADER, request_id::for_request(client_id));
         encode::write_response(&mut self.out, &resp, &meta, self.link.gzip());
         Next::Linger
     }

@@ -78,6 +78,7 @@ mod tests {
 
     fn request<'a>(method: &'a str, headers: &'a [Header<'a>]) -> Request<'a> {
         Request {
+            request_id: "",
             method,
             path: "/v1/auctions",
             query: None,

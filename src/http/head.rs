@@ -209,6 +209,7 @@ impl Head {
             version_minor: self.version_minor,
             headers: &scratch[..self.header_count],
             body: buf.get(body).unwrap_or_default(),
+            request_id: "",
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Request<'a> {
     pub headers: &'a [Header<'a>],
     /// The body, already de-chunked.
     pub body: &'a [u8],
+    /// This request's id, also sent back as `X-Request-Id`: the client's own when sane.
+    pub request_id: &'a str,
 }
 
 impl<'a> Request<'a> {
@@ -168,6 +170,7 @@ mod tests {
             },
         ];
         let req = Request {
+            request_id: "",
             method: "GET",
             path: "/",
             query: None,

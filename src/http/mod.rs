@@ -26,6 +26,7 @@ mod head;
 mod message;
 mod parking;
 mod parser;
+pub mod request_id;
 mod server;
 
 pub use cors::Cors;

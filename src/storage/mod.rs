@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What can go wrong in storage, as the API layer needs to tell it apart.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// The database can't be reached, is restarting, or answered too slowly: worth a retry.
     Unavailable(String),
