@@ -34,6 +34,8 @@ pub struct Config {
     pub db_timeout: Duration,
     pub cors: CorsSetting,
     pub pin_workers: bool,
+    /// The HS256 secret for bearer tokens; `None` runs the server open.
+    pub auth_secret: Option<Vec<u8>>,
 }
 
 struct Setting {
@@ -99,6 +101,18 @@ const SETTINGS: &[Setting] = &[
         help: "`*` or a comma-separated list of allowed origins",
     },
     Setting {
+        flag: "auth-secret",
+        env: "GAVEL_AUTH_SECRET",
+        default: "(none: open)",
+        help: "HS256 secret for the bearer tokens every POST then needs",
+    },
+    Setting {
+        flag: "auth-secret-file",
+        env: "GAVEL_AUTH_SECRET_FILE",
+        default: "(none)",
+        help: "file holding the HS256 secret (trailing newline ignored)",
+    },
+    Setting {
         flag: "pin-workers",
         env: "GAVEL_PIN_WORKERS",
         default: "true",
@@ -117,6 +131,7 @@ pub fn help() -> String {
         ));
     }
     out.push_str("  --help                   print this text\n");
+    out.push_str("\n  gavel token --sub ID --role bidder|seller|admin --ttl 1h\n      prints a bearer token signed with the configured secret\n");
     out
 }
 
@@ -182,6 +197,7 @@ impl Config {
             )?),
             cors: parse_cors(&or_default("cors-origins")),
             pin_workers: parse_bool(&or_default("pin-workers"), "pin-workers")?,
+            auth_secret: auth_secret(get("auth-secret"), get("auth-secret-file"))?,
         }))
     }
 }
@@ -217,6 +233,33 @@ fn positive(text: &str, name: &str) -> Result<u64, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("--{name} must be a whole number above 0")),
     }
+}
+
+/// Shortest secret accepted: HS256 wants a key at least as long as its 256-bit output.
+pub const MIN_AUTH_SECRET_BYTES: usize = 32;
+
+fn auth_secret(inline: Option<String>, file: Option<String>) -> Result<Option<Vec<u8>>, String> {
+    let secret = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err("give --auth-secret or --auth-secret-file, not both".to_owned())
+        }
+        (Some(s), None) => s.into_bytes(),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(&path)
+                .map_err(|e| format!("cannot read --auth-secret-file {path:?}: {e}"))?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            bytes
+        }
+        (None, None) => return Ok(None),
+    };
+    if secret.len() < MIN_AUTH_SECRET_BYTES {
+        return Err(format!(
+            "the auth secret must be at least {MIN_AUTH_SECRET_BYTES} bytes"
+        ));
+    }
+    Ok(Some(secret))
 }
 
 fn parse_bool(text: &str, name: &str) -> Result<bool, String> {
@@ -299,6 +342,24 @@ mod tests {
             c.shutdown_timeout,
             Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_SECS)
         );
+    }
+
+    #[test]
+    fn auth_secret_sources() {
+        let long = "k".repeat(MIN_AUTH_SECRET_BYTES);
+        let c = serve(&[], &[("GAVEL_AUTH_SECRET", long.as_str())]).unwrap();
+        assert_eq!(c.auth_secret.as_deref(), Some(long.as_bytes()));
+        assert!(serve(&[], &[]).unwrap().auth_secret.is_none());
+        let short = "k".repeat(MIN_AUTH_SECRET_BYTES - 1);
+        assert!(serve(&["--auth-secret", &short], &[]).is_err());
+        let path = std::env::temp_dir().join(format!("gavel-secret-{}", std::process::id()));
+        std::fs::write(&path, format!("{long}\n")).unwrap();
+        let file = path.to_string_lossy().into_owned();
+        let c = serve(&["--auth-secret-file", &file], &[]).unwrap();
+        assert_eq!(c.auth_secret.as_deref(), Some(long.as_bytes()));
+        assert!(serve(&["--auth-secret-file", &file, "--auth-secret", &long], &[]).is_err());
+        std::fs::remove_file(path).unwrap();
+        assert!(serve(&["--auth-secret-file", "/nonexistent/secret"], &[]).is_err());
     }
 
     #[test]

@@ -14,3 +14,4 @@ pub mod placement;
 pub mod server;
 pub mod sockets;
 pub mod storage;
+pub mod token;

@@ -21,6 +21,16 @@ static LAZY_ARENA_COMMIT: extern "C" fn() = lazy_arena_commit;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("token") {
+        match gavel::token::run(&args[1..], |name| std::env::var(name).ok()) {
+            Ok(token) => println!("{token}"),
+            Err(e) => {
+                eprintln!("gavel token: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     match Config::from_args(&args, |name| std::env::var(name).ok()) {
         Ok(Command::Help) => print!("{}", help()),
         Ok(Command::Serve(cfg)) => std::process::exit(gavel::server::run(cfg)),

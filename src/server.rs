@@ -1,6 +1,7 @@
 //! Start-up and shutdown: configure the runtime, prepare the database, open each worker's
 //! connections, serve, and drain on SIGTERM/SIGINT.
 
+use crate::api::auth::Auth;
 use crate::api::{Api, WorkerContext};
 use crate::cache::client::RedisConfig;
 use crate::cache::BidCache;
@@ -58,6 +59,15 @@ pub fn run(cfg: Config) -> i32 {
             ("redis", &if redis_on { "enabled" } else { "disabled" }),
         ],
     );
+    if cfg.auth_secret.is_none() {
+        logging::warn(
+            "authentication is off: no secret configured, every POST is open",
+            &[(
+                "enable_with",
+                &"GAVEL_AUTH_SECRET or GAVEL_AUTH_SECRET_FILE",
+            )],
+        );
+    }
     wait_for_signal(signals);
     logging::info(
         "shutting down",
@@ -95,6 +105,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
     let pg = pg_config(cfg)?;
     let redis = RedisConfig::from_url(&cfg.redis_url)
         .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
+    let auth = cfg.auth_secret.as_deref().map(|s| Arc::new(Auth::new(s)));
     let setup = pg.clone();
     let instance = may::go!(move || storage::prepare_database(&setup))
         .join()
@@ -102,6 +113,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
     let handles: Vec<_> = (0..cfg.workers)
         .map(|worker| {
             let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());
+            let auth = auth.clone();
             let builder = may::coroutine::Builder::new().id(worker);
             // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
             unsafe {
@@ -112,6 +124,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
                         worker,
                         store,
                         cache,
+                        auth,
                     }))
                 })
             }

@@ -18,6 +18,7 @@ pub enum ApiError {
         field: &'static str,
         message: String,
     },
+    Unauthorized(&'static str),
     Forbidden(&'static str),
     NotFound,
     MethodNotAllowed {
@@ -52,6 +53,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => {
                 400
             }
+            ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -90,9 +93,10 @@ impl ApiError {
 
     fn message(&self) -> String {
         match self {
-            ApiError::BadRequest(m) | ApiError::InvalidJson(m) | ApiError::Forbidden(m) => {
-                (*m).to_owned()
-            }
+            ApiError::BadRequest(m)
+            | ApiError::InvalidJson(m)
+            | ApiError::Forbidden(m)
+            | ApiError::Unauthorized(m) => (*m).to_owned(),
             ApiError::NotImplemented(m) => (*m).to_owned(),
             ApiError::InvalidField { field, message } => format!("{field} {message}"),
             ApiError::NotFound => "no such resource".into(),
@@ -148,6 +152,7 @@ impl ApiError {
         let mut resp = Response::json(self.status(), body);
         match self {
             ApiError::MethodNotAllowed { allow } => resp.header("Allow", allow),
+            ApiError::Unauthorized(_) => resp.header("WWW-Authenticate", "Bearer"),
             ApiError::Store(StoreError::Unavailable(_)) => {
                 resp.header("Retry-After", RETRY_AFTER_SECS.to_string())
             }

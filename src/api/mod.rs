@@ -1,5 +1,6 @@
 //! API: routes, request decoding, handlers and error answers. The only layer that decides status codes.
 
+pub mod auth;
 pub mod error;
 pub mod json;
 mod query;
@@ -11,6 +12,7 @@ use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
 use crate::storage::queries::{self, BidInput, BidOutcome};
 use crate::storage::Store;
+use auth::{Auth, Caller, Role};
 use error::ApiError;
 use json::Raw;
 use serde::Deserialize;
@@ -27,6 +29,8 @@ pub struct WorkerContext {
     pub store: Store,
     /// `None` when Redis is off.
     pub cache: Option<BidCache>,
+    /// `None` when no secret is configured: the server runs open.
+    pub auth: Option<Arc<Auth>>,
 }
 
 /// The service behind every connection of one worker.
@@ -213,11 +217,33 @@ fn auction_draft(b: &AuctionBody<'_>) -> Result<Draft, ApiError> {
     })
 }
 
+/// The verified caller of a POST, or `None` when the server runs open.
+fn caller(ctx: &WorkerContext, req: &Request<'_>) -> Result<Option<Caller>, ApiError> {
+    ctx.auth
+        .as_ref()
+        .map(|auth| auth.verify(req.header("authorization")))
+        .transpose()
+}
+
 fn create_auction(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
+    let caller = caller(ctx, req)?;
     require_json(req)?;
     let body: AuctionBody<'_> = json::parse_object(req.body)?;
     let now = now();
-    let new = auction_draft(&body)?
+    let draft = auction_draft(&body)?;
+    match caller {
+        Some(Caller {
+            role: Role::Bidder, ..
+        }) => return Err(ApiError::Forbidden("a bidder may not create auctions")),
+        Some(Caller {
+            role: Role::Seller,
+            id,
+        }) if id != draft.seller_id => {
+            return Err(ApiError::Forbidden("the token is for another seller"))
+        }
+        _ => {}
+    }
+    let new = draft
         .validate(now)
         .map_err(|v| ApiError::field(v.field, v.reason))?;
     let auction = queries::insert_auction(&ctx.store.write, &new)?;
@@ -273,11 +299,12 @@ struct BidBody<'a> {
 }
 
 fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
+    let caller = caller(ctx, req)?;
     require_json(req)?;
     let body: BidBody<'_> = json::parse_object(req.body)?;
     let auction_id = json::id("auction_id", body.auction_id)?;
     let amount = json::money("amount", body.amount)?;
-    let bidder_id = json::id("bidder_id", body.bidder_id)?;
+    let bidder_id = bidder_of(caller, body.bidder_id)?;
     if let Some(cache) = &ctx.cache {
         let cached = cache.lookup(auction_id);
         if let Some((current_price, min_next_bid)) =
@@ -312,6 +339,25 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
             current_price,
             min_next_bid,
         }),
+    }
+}
+
+/// The bidder a bid is for: the body's `bidder_id`, which a bidder's token must match (and may
+/// supply when it is left out); a seller's token may not bid.
+fn bidder_of(caller: Option<Caller>, raw: Raw<'_>) -> Result<i64, ApiError> {
+    match caller {
+        Some(Caller {
+            role: Role::Bidder,
+            id,
+        }) => match json::opt_id("bidder_id", raw)? {
+            None => Ok(id),
+            Some(given) if given == id => Ok(id),
+            Some(_) => Err(ApiError::Forbidden("the token is for another bidder")),
+        },
+        Some(Caller {
+            role: Role::Seller, ..
+        }) => Err(ApiError::Forbidden("a seller's token may not bid")),
+        _ => json::id("bidder_id", raw),
     }
 }
 
