@@ -15,3 +15,4 @@ pub mod server;
 pub mod sockets;
 pub mod storage;
 pub mod token;
+pub mod url;

@@ -65,85 +65,21 @@ impl RedisConfig {
         let rest = url
             .strip_prefix("redis://")
             .ok_or_else(|| invalid("it must start with redis:// (or be \"off\")"))?;
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        // The authority ends at the first '/' after the last '@', so an unencoded '/' in a
-        // password does not cut the URL short.
-        let at = rest.rfind('@').map_or(0, |i| i + 1);
-        let (authority, path) = match rest[at..].find('/') {
-            Some(i) => (&rest[..at + i], &rest[at + i + 1..]),
-            None => (rest, ""),
-        };
-        let (userinfo, hostport) = match authority.rfind('@') {
-            Some(i) => (&authority[..i], &authority[i + 1..]),
-            None => ("", authority),
-        };
+        let parts = crate::url::split(rest).map_err(invalid)?;
         let mut cfg = RedisConfig {
-            host: String::new(),
-            port: DEFAULT_PORT,
+            host: parts.host.ok_or_else(|| invalid("no host"))?,
+            port: parts.port.unwrap_or(DEFAULT_PORT),
             db: 0,
-            username: None,
-            password: None,
+            username: parts.user,
+            password: parts.password,
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MILLIS),
             command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MILLIS),
         };
-        parse_userinfo(userinfo, &mut cfg)?;
-        parse_hostport(hostport, &mut cfg)?;
+        let (path, query) = (parts.path, parts.query);
         cfg.db = parse_db(path)?;
         parse_query(query, &mut cfg)?;
         Ok(Some(cfg))
     }
-}
-
-fn parse_userinfo(userinfo: &str, cfg: &mut RedisConfig) -> Result<(), CacheError> {
-    if userinfo.is_empty() {
-        return Ok(());
-    }
-    let (user, password) = match userinfo.split_once(':') {
-        Some((u, p)) => (u, Some(p)),
-        None => (userinfo, None),
-    };
-    let user = percent_decode(user)?;
-    cfg.username = (!user.is_empty()).then_some(user);
-    // "redis://:@host" is what some tools write for "no password".
-    cfg.password = match password.map(percent_decode).transpose()? {
-        Some(p) if !p.is_empty() => Some(p),
-        _ => None,
-    };
-    Ok(())
-}
-
-fn parse_hostport(hostport: &str, cfg: &mut RedisConfig) -> Result<(), CacheError> {
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| invalid("unclosed '[' in host"))?;
-        match after {
-            "" => (host, None),
-            p => (
-                host,
-                Some(
-                    p.strip_prefix(':')
-                        .ok_or_else(|| invalid("junk after ']' in host"))?,
-                ),
-            ),
-        }
-    } else {
-        match hostport.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(invalid("no host"));
-    }
-    cfg.host = host.to_owned();
-    if let Some(p) = port {
-        cfg.port = match p.parse::<u16>() {
-            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => return Err(invalid(format!("bad port {p:?}"))),
-        };
-    }
-    Ok(())
 }
 
 fn parse_db(path: &str) -> Result<i64, CacheError> {
@@ -182,27 +118,6 @@ fn parse_query(query: &str, cfg: &mut RedisConfig) -> Result<(), CacheError> {
 
 /// Decodes `%XX` escapes, which a password with '@', ':' or '/' needs. The text is never
 /// echoed in the error, since it may be the password.
-fn percent_decode(s: &str) -> Result<String, CacheError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| invalid("bad %-escape in user or password"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| invalid("user or password is not UTF-8 once decoded"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

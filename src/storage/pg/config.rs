@@ -65,25 +65,23 @@ impl Config {
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
             .ok_or_else(|| invalid("it must start with postgres://"))?;
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        // The authority ends at the first '/' after the last '@', so an unencoded '/' in a
-        // password does not cut the URL short.
-        let at = rest.rfind('@').map_or(0, |i| i + 1);
-        let (authority, path) = match rest[at..].find('/') {
-            Some(i) => (&rest[..at + i], &rest[at + i + 1..]),
-            None => (rest, ""),
-        };
-        let (userinfo, hostport) = match authority.rfind('@') {
-            Some(i) => (&authority[..i], &authority[i + 1..]),
-            None => ("", authority),
-        };
+        let parts = crate::url::split(rest).map_err(invalid)?;
         let mut cfg = Config::defaults();
-        parse_userinfo(userinfo, &mut cfg)?;
-        parse_hostport(hostport, &mut cfg)?;
-        cfg.dbname = match percent_decode(path)? {
+        if let Some(user) = parts.user {
+            cfg.user = user;
+        }
+        cfg.password = parts.password;
+        if let Some(host) = parts.host {
+            cfg.host = host;
+        }
+        if let Some(port) = parts.port {
+            cfg.port = port;
+        }
+        cfg.dbname = match percent_decode(parts.path)? {
             db if db.is_empty() => cfg.user.clone(),
             db => db,
         };
+        let query = parts.query;
         parse_query(query, cfg)
     }
 
@@ -119,59 +117,6 @@ fn default_query_timeout(statement_timeout: Duration) -> Duration {
         statement_timeout
     };
     base + Duration::from_millis(QUERY_TIMEOUT_MARGIN_MILLIS)
-}
-
-fn parse_userinfo(userinfo: &str, cfg: &mut Config) -> Result<(), PgError> {
-    if userinfo.is_empty() {
-        return Ok(());
-    }
-    let (user, password) = match userinfo.split_once(':') {
-        Some((u, p)) => (u, Some(p)),
-        None => (userinfo, None),
-    };
-    let user = percent_decode(user)?;
-    if !user.is_empty() {
-        cfg.user = user;
-    }
-    // PostgreSQL never accepts an empty password, so "user:@host" means "no password".
-    cfg.password = match password.map(percent_decode).transpose()? {
-        Some(p) if !p.is_empty() => Some(p),
-        _ => None,
-    };
-    Ok(())
-}
-
-fn parse_hostport(hostport: &str, cfg: &mut Config) -> Result<(), PgError> {
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| invalid("unclosed '[' in host"))?;
-        match after {
-            "" => (host, None),
-            p => (
-                host,
-                Some(
-                    p.strip_prefix(':')
-                        .ok_or_else(|| invalid("junk after ']'"))?,
-                ),
-            ),
-        }
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if !host.is_empty() {
-        cfg.host = percent_decode(host)?;
-    }
-    if let Some(port) = port {
-        cfg.port = match port.parse::<u16>() {
-            Ok(p) if p != 0 => p,
-            _ => return Err(invalid(format_args!("bad port {port:?}"))),
-        };
-    }
-    Ok(())
 }
 
 fn parse_query(query: &str, mut cfg: Config) -> Result<Config, PgError> {
@@ -211,27 +156,8 @@ fn positive(key: &str, value: &str) -> Result<u64, PgError> {
     }
 }
 
-/// Decodes %XX escapes; '+' stays '+' as in libpq URLs.
 fn percent_decode(s: &str) -> Result<String, PgError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| invalid("bad %-escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| invalid("%-escapes do not decode to UTF-8"))
+    crate::url::percent_decode(s).map_err(invalid)
 }
 
 #[cfg(test)]
