@@ -110,6 +110,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
     let instance = may::go!(move || storage::prepare_database(&setup))
         .join()
         .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
+    storage::sweep::start(&pg, 0).map_err(|e| format!("cannot start the key sweeper: {e}"))?;
     let handles: Vec<_> = (0..cfg.workers)
         .map(|worker| {
             let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());

@@ -219,3 +219,29 @@ fn token_command_refuses_bad_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "no secret");
 }
+
+#[test]
+fn idempotency_keys_belong_to_the_token_subject() {
+    let addr = server();
+    let seller = token("70", "seller");
+    let r = post_as(addr, "/api/auctions", &auction_body(70), Some(&seller));
+    let auction = r.json()["id"].as_i64().unwrap();
+    let body = format!(r#"{{"auction_id":{auction},"amount":"10"}}"#);
+    let keyed = |token: &str| {
+        let mut s = connect(addr);
+        let auth = format!("Bearer {token}");
+        let headers = [("Authorization", auth.as_str()), ("Idempotency-Key", "k")];
+        send(&mut s, "POST", "/api/bids", Some(&body), &headers);
+        read_reply(&mut s).unwrap()
+    };
+    let (first, second) = (token("420", "bidder"), token("421", "bidder"));
+    let mine = keyed(&first);
+    assert_eq!(mine.status, 201);
+    assert_eq!(mine.json()["bidder_id"], 420);
+    let theirs = keyed(&second);
+    assert_eq!(theirs.status, 409, "decided for bidder 421, not replayed");
+    assert_eq!(theirs.header("idempotent-replayed"), None);
+    let again = keyed(&first);
+    assert_eq!((again.status, &again.body), (201, &mine.body));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}

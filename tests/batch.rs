@@ -7,7 +7,7 @@ use gavel::domain::auction::NewAuction;
 use gavel::domain::money::Money;
 use gavel::domain::time::Timestamp;
 use gavel::storage::pg::{Client, Config};
-use gavel::storage::queries::{self, BidInput, BidOutcome};
+use gavel::storage::queries::{self, BidDecision, BidInput, BidOutcome, KeyClaim, Keyed};
 use std::sync::{Arc, Once};
 
 fn run<F: FnOnce() + Send + 'static>(f: F) {
@@ -55,6 +55,14 @@ fn bid(auction_id: i64, bidder_id: i64, cents: i64) -> BidInput {
         auction_id,
         bidder_id,
         amount: Money::from_cents(cents),
+        key: None,
+    }
+}
+
+fn outcome(d: &BidDecision) -> BidOutcome {
+    match &d.answer {
+        Keyed::Fresh(o) => o.clone(),
+        other => panic!("expected a fresh decision, got {other:?}"),
     }
 }
 
@@ -74,26 +82,26 @@ fn each_bid_is_decided_in_order_within_its_auction() {
         ];
         let decided = queries::place_bids(&client, &batch).unwrap();
         assert_eq!(decided.len(), batch.len());
-        assert!(matches!(decided[0].0, BidOutcome::Accepted(ref x) if x.auction_id == b));
-        let first_on_a = match &decided[1].0 {
+        assert!(matches!(outcome(&decided[0]), BidOutcome::Accepted(ref x) if x.auction_id == b));
+        let first_on_a = match &outcome(&decided[1]) {
             BidOutcome::Accepted(x) => x.id,
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            decided[2].0,
+            outcome(&decided[2]),
             BidOutcome::TooLow {
                 current_price: Some(Money::from_cents(10_000)),
                 min_next_bid: Money::from_cents(10_500)
             }
         );
-        assert_eq!(decided[3].0, BidOutcome::Forbidden);
-        match &decided[4].0 {
+        assert_eq!(outcome(&decided[3]), BidOutcome::Forbidden);
+        match &outcome(&decided[4]) {
             BidOutcome::Accepted(x) => assert!(x.id > first_on_a, "acceptance order is kept"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(decided[5].0, BidOutcome::NotFound);
-        assert!(decided[5].1.is_none());
-        let state = decided[4].1.as_ref().unwrap();
+        assert_eq!(outcome(&decided[5]), BidOutcome::NotFound);
+        assert!(decided[5].state.is_none());
+        let state = decided[4].state.as_ref().unwrap();
         assert_eq!(state.bid_count, 2);
         assert_eq!(state.current_price, Some(Money::from_cents(10_500)));
     });
@@ -130,5 +138,101 @@ fn crossing_batches_on_two_connections_never_deadlock() {
         for h in handles {
             h.join().unwrap();
         }
+    });
+}
+
+fn keyed(auction_id: i64, bidder_id: i64, cents: i64, key: &str, hash: u8) -> BidInput {
+    BidInput {
+        key: Some(KeyClaim {
+            caller: bidder_id,
+            key: key.into(),
+            request_hash: [hash; 32],
+        }),
+        ..bid(auction_id, bidder_id, cents)
+    }
+}
+
+#[test]
+fn a_key_used_twice_in_one_batch_has_one_effect_and_one_answer() {
+    run(|| {
+        let (_, client) = setup("batch_keys");
+        let a = auction(&client, 7);
+        let batch = [
+            keyed(a, 8, 10_000, "k1", 1),
+            keyed(a, 8, 10_000, "k1", 1), // the same request again
+            keyed(a, 8, 20_000, "k1", 2), // the same key, another request
+            keyed(a, 9, 10_000, "k1", 1), // another caller's own k1: too low now
+        ];
+        let decided = queries::place_bids(&client, &batch).unwrap();
+        let first = outcome(&decided[0]);
+        assert!(matches!(first, BidOutcome::Accepted(_)), "{first:?}");
+        assert_eq!(decided[1].answer, Keyed::Replayed(first.clone()));
+        assert!(decided[1].state.is_none(), "a replay says nothing of now");
+        assert_eq!(decided[2].answer, Keyed::Reused);
+        assert!(matches!(outcome(&decided[3]), BidOutcome::TooLow { .. }));
+        // A later batch, after another bid moved the auction on, still gets the first answers.
+        let later = queries::place_bids(
+            &client,
+            &[
+                bid(a, 10, 20_000),
+                keyed(a, 8, 10_000, "k1", 1),
+                keyed(a, 9, 10_000, "k1", 1),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(outcome(&later[0]), BidOutcome::Accepted(_)));
+        assert_eq!(later[1].answer, Keyed::Replayed(first));
+        assert_eq!(later[2].answer, Keyed::Replayed(outcome(&decided[3])));
+    });
+}
+
+#[test]
+fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
+    run(|| {
+        let (cfg, client) = setup("batch_keys_cross");
+        let ids: Vec<i64> = (0..6).map(|_| auction(&client, 1)).collect();
+        let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
+        let first = Arc::new(client);
+        let rounds = 30;
+        let handles: Vec<_> = [first.clone(), second]
+            .into_iter()
+            .enumerate()
+            .map(|(c, client)| {
+                let mut order: Vec<(usize, i64)> = ids.iter().copied().enumerate().collect();
+                if c == 1 {
+                    order.reverse(); // keys and auctions asked for in the opposite order
+                }
+                may::go!(move || {
+                    let mut fresh = 0;
+                    for r in 0..rounds {
+                        // Both connections send the same keyed requests in each round.
+                        let batch: Vec<BidInput> = order
+                            .iter()
+                            .map(|&(k, a)| {
+                                let key = format!("r{r}-k{k}");
+                                keyed(a, 100 + k as i64, 10_000 + r * 500, &key, k as u8)
+                            })
+                            .collect();
+                        let decided = queries::place_bids(&client, &batch).expect("no deadlock");
+                        fresh += decided
+                            .iter()
+                            .filter(|d| matches!(d.answer, Keyed::Fresh(_)))
+                            .count();
+                    }
+                    fresh
+                })
+            })
+            .collect();
+        let fresh: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(fresh, ids.len() * rounds as usize, "each key decided once");
+        let total: i64 = ids
+            .iter()
+            .map(|&a| queries::get_auction(&first, a).unwrap().unwrap().bid_count)
+            .sum();
+        assert_eq!(
+            total,
+            ids.len() as i64 * rounds,
+            "each key's bid stored once"
+        );
     });
 }

@@ -174,6 +174,17 @@ fn fast_path_answers_without_the_database() {
     assert_eq!(r.json()["error"]["min_next_bid"], "21.00");
     let r = bid(addr, a, 3, 2100);
     assert_eq!(r.status, 503, "a bid that could win needs the database");
+    // A keyed bid's answer is stored with its key, so only PostgreSQL may give it.
+    let mut s = connect(addr);
+    let body = format!(r#"{{"auction_id":{a},"amount":"20.50","bidder_id":3}}"#);
+    send(
+        &mut s,
+        "POST",
+        "/api/bids",
+        Some(&body),
+        &[("Idempotency-Key", "stored-with-its-answer")],
+    );
+    assert_eq!(read_reply(&mut s).unwrap().status, 503);
     proxy.set(FORWARD);
 }
 

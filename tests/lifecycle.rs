@@ -6,20 +6,6 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn psql(db: &str, sql: &str) -> String {
-    let url = format!("{}/{db}", pg_base_url());
-    let out = Command::new("psql")
-        .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn sigterm(server: &mut Server) -> std::process::ExitStatus {
     // SAFETY: kill only sends a signal to the child we started.
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
@@ -49,7 +35,7 @@ fn two_servers_starting_at_once_migrate_once() {
             200
         );
     }
-    assert_eq!(psql(&db, "SELECT count(*) FROM gavel_migrations"), "3");
+    assert_eq!(psql(&db, "SELECT count(*) FROM gavel_migrations"), "4");
     for s in &mut servers {
         assert!(sigterm(s).success());
     }

@@ -30,6 +30,8 @@ pub enum ApiError {
         min_next_bid: Money,
     },
     AuctionNotOpen(Status),
+    /// An `Idempotency-Key` already used by the same caller for a different request.
+    IdempotencyMismatch,
     PayloadTooLarge,
     UriTooLong,
     UnsupportedMediaType,
@@ -60,6 +62,7 @@ impl ApiError {
             ApiError::RequestTimeout => 408,
             ApiError::BidTooLow { .. } | ApiError::AuctionNotOpen(_) => 409,
             ApiError::PayloadTooLarge => 413,
+            ApiError::IdempotencyMismatch => 422,
             ApiError::UriTooLong => 414,
             ApiError::UnsupportedMediaType => 415,
             ApiError::HeadersTooLarge => 431,
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::BidTooLow { .. } => "bid_too_low",
             ApiError::AuctionNotOpen(_) => "auction_not_open",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::IdempotencyMismatch => "idempotency_mismatch",
             ApiError::UriTooLong => "uri_too_long",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::HeadersTooLarge => "headers_too_large",
@@ -107,6 +111,9 @@ impl ApiError {
             }
             ApiError::AuctionNotOpen(s) => format!("the auction is {}", s.as_str()),
             ApiError::PayloadTooLarge => "the request body is over 64 KiB".into(),
+            ApiError::IdempotencyMismatch => {
+                "this Idempotency-Key was already used with a different request".into()
+            }
             ApiError::UriTooLong => "the request line is too long".into(),
             ApiError::UnsupportedMediaType => "the request body must be JSON".into(),
             ApiError::HeadersTooLarge => "the header section is over 16 KiB or 64 lines".into(),

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod idempotency;
 pub mod json;
 mod query;
 
@@ -10,7 +11,7 @@ use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSIO
 use crate::domain::parse_id;
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
-use crate::storage::queries::{self, BidInput, BidOutcome};
+use crate::storage::queries::{self, BidInput, BidOutcome, CreatedAuction, KeyClaim, Keyed};
 use crate::storage::Store;
 use auth::{Auth, Caller, Role};
 use error::ApiError;
@@ -228,6 +229,7 @@ fn caller(ctx: &WorkerContext, req: &Request<'_>) -> Result<Option<Caller>, ApiE
 fn create_auction(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
     let caller = caller(ctx, req)?;
     require_json(req)?;
+    let key = idempotency::key(req)?;
     let body: AuctionBody<'_> = json::parse_object(req.body)?;
     let now = now();
     let draft = auction_draft(&body)?;
@@ -243,12 +245,50 @@ fn create_auction(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         }
         _ => {}
     }
-    let new = draft
-        .validate(now)
-        .map_err(|v| ApiError::field(v.field, v.reason))?;
-    let auction = queries::insert_auction(&ctx.store.write, &new)?;
+    let claim = key.map(|k| {
+        let who = caller.map_or(draft.seller_id, |c| c.id);
+        idempotency::claim(k, who, req.path, req.body)
+    });
+    let new = match draft.validate(now) {
+        Ok(new) => new,
+        Err(v) => {
+            return stored_auction_or(ctx, claim.as_ref(), ApiError::field(v.field, v.reason))
+        }
+    };
+    let created = match &claim {
+        None => Keyed::Fresh((queries::insert_auction(&ctx.store.write, &new)?, now)),
+        Some(claim) => queries::create_auction_keyed(&ctx.store.write, &new, claim, now)?,
+    };
+    auction_created(created)
+}
+
+/// A retry whose checks depend on the clock (an end time that has passed since) must still get
+/// its first answer: the stored one when there is one, else `invalid`.
+fn stored_auction_or(
+    ctx: &WorkerContext,
+    claim: Option<&KeyClaim>,
+    invalid: ApiError,
+) -> ApiResult {
+    match claim {
+        Some(claim) => match queries::stored_auction(&ctx.store.read, claim)? {
+            Some(stored) => auction_created(stored),
+            None => Err(invalid),
+        },
+        None => Err(invalid),
+    }
+}
+
+fn auction_created(created: Keyed<CreatedAuction>) -> ApiResult {
+    let ((auction, now), replayed) = match created {
+        Keyed::Fresh(a) => (a, false),
+        Keyed::Replayed(a) => (a, true),
+        Keyed::Reused => return Err(ApiError::IdempotencyMismatch),
+    };
     let mut resp = json_response(201, |out| json::write_auction(out, &auction, now));
     resp.header("Location", format!("/api/auctions/{}", auction.id));
+    if replayed {
+        idempotency::mark_replayed(&mut resp);
+    }
     Ok(resp)
 }
 
@@ -301,11 +341,17 @@ struct BidBody<'a> {
 fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
     let caller = caller(ctx, req)?;
     require_json(req)?;
+    let key = idempotency::key(req)?;
     let body: BidBody<'_> = json::parse_object(req.body)?;
     let auction_id = json::id("auction_id", body.auction_id)?;
     let amount = json::money("amount", body.amount)?;
     let bidder_id = bidder_of(caller, body.bidder_id)?;
-    if let Some(cache) = &ctx.cache {
+    let claim = key.map(|k| {
+        let who = caller.map_or(bidder_id, |c| c.id);
+        idempotency::claim(k, who, req.path, req.body)
+    });
+    // A keyed bid's answer must be stored with the key, so only PostgreSQL may give it.
+    if let (Some(cache), None) = (&ctx.cache, &claim) {
         let cached = cache.lookup(auction_id);
         if let Some((current_price, min_next_bid)) =
             cached.and_then(|s| s.certainly_too_low(bidder_id, amount, now()))
@@ -316,15 +362,28 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
             });
         }
     }
-    let (outcome, state) = ctx.store.bids.place(BidInput {
+    let decision = ctx.store.bids.place(BidInput {
         auction_id,
         bidder_id,
         amount,
+        key: claim,
     })?;
-    if let (Some(cache), Some(state)) = (&ctx.cache, &state) {
-        let accepted = matches!(outcome, BidOutcome::Accepted(_));
+    if let (Some(cache), Some(state)) = (&ctx.cache, &decision.state) {
+        let accepted = matches!(decision.answer, Keyed::Fresh(BidOutcome::Accepted(_)));
         cache.remember(auction_id, state, accepted);
     }
+    match decision.answer {
+        Keyed::Fresh(outcome) => bid_answer(outcome),
+        Keyed::Replayed(outcome) => {
+            let mut resp = bid_answer(outcome).unwrap_or_else(ApiError::into_response);
+            idempotency::mark_replayed(&mut resp);
+            Ok(resp)
+        }
+        Keyed::Reused => Err(ApiError::IdempotencyMismatch),
+    }
+}
+
+fn bid_answer(outcome: BidOutcome) -> ApiResult {
     match outcome {
         BidOutcome::Accepted(bid) => Ok(json_response(201, |out| json::write_bid(out, &bid))),
         BidOutcome::NotFound => Err(ApiError::NotFound),

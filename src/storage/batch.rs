@@ -103,16 +103,17 @@ fn run(client: &Client, jobs: &Receiver<Job>, queued: &AtomicUsize) {
 /// Runs one batch and answers each of its bids; a failed batch committed nothing, so every bid in
 /// it gets the error (and may be retried).
 fn decide(client: &Client, batch: &mut Vec<Job>) {
-    let inputs: Vec<BidInput> = batch.iter().map(|j| j.input).collect();
+    let (inputs, replies): (Vec<BidInput>, Vec<_>) =
+        batch.drain(..).map(|j| (j.input, j.reply)).unzip();
     match queries::place_bids(client, &inputs) {
         Ok(decisions) => {
-            for (job, decision) in batch.drain(..).zip(decisions) {
-                let _ = job.reply.send(Ok(decision));
+            for (reply, decision) in replies.into_iter().zip(decisions) {
+                let _ = reply.send(Ok(decision));
             }
         }
         Err(e) => {
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(e.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

@@ -27,6 +27,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "bid_batches",
         sql: include_str!("../../migrations/0003_bid_batches.sql"),
     },
+    Migration {
+        version: 4,
+        name: "idempotency",
+        sql: include_str!("../../migrations/0004_idempotency.sql"),
+    },
 ];
 
 /// Serializes migrations across every server starting at once against the same database.

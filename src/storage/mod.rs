@@ -4,6 +4,7 @@ pub mod batch;
 pub mod migrate;
 pub mod pg;
 pub mod queries;
+pub mod sweep;
 mod types;
 
 use batch::BidBatcher;

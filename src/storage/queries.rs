@@ -27,6 +27,9 @@ const LIST_CLOSED: usize = 6;
 const PLACE_BIDS: usize = 7;
 const LIST_BIDS: usize = 8;
 const LIST_BIDS_BEFORE: usize = 9;
+const CREATE_AUCTION_KEYED: usize = 10;
+const STORED_AUCTION: usize = 11;
+const SWEEP_KEYS: usize = 12;
 
 /// Lists give `$1` after_id, `$2` row count, `$3` now.
 pub static STATEMENTS: &[StatementDef] = &[
@@ -82,10 +85,17 @@ pub static STATEMENTS: &[StatementDef] = &[
     },
     StatementDef {
         name: "place_bids",
-        sql: "SELECT ord, outcome, bid_id, accepted_at, not_open_state, current_price, min_next_bid, \
-              seller_id, start_price, min_increment, starts_at, ends_at, bid_count \
-              FROM gavel_place_bids($1, $2, $3)",
-        param_types: &[Type::INT8_ARRAY, Type::INT8_ARRAY, Type::NUMERIC_ARRAY],
+        sql: "SELECT ord, replay, outcome, bid_id, accepted_at, not_open_state, current_price, \
+              min_next_bid, seller_id, start_price, min_increment, starts_at, ends_at, bid_count \
+              FROM gavel_place_bids($1, $2, $3, $4, $5, $6)",
+        param_types: &[
+            Type::INT8_ARRAY,
+            Type::INT8_ARRAY,
+            Type::NUMERIC_ARRAY,
+            Type::INT8_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::BYTEA_ARRAY,
+        ],
     },
     StatementDef {
         name: "list_bids",
@@ -100,6 +110,37 @@ pub static STATEMENTS: &[StatementDef] = &[
               LEFT JOIN LATERAL (SELECT id, amount, bidder_id, created_at FROM bids \
               WHERE auction_id = a.id AND id < $3 ORDER BY id DESC LIMIT $2) b ON true WHERE a.id = $1",
         param_types: &[Type::INT8, Type::INT8, Type::INT8],
+    },
+    StatementDef {
+        name: "create_auction_keyed",
+        sql: "SELECT * FROM gavel_create_auction($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        param_types: &[
+            Type::INT8,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::INT8,
+            Type::NUMERIC,
+            Type::NUMERIC,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::INT4,
+        ],
+    },
+    StatementDef {
+        name: "stored_auction",
+        sql: "SELECT s.* FROM idempotency_keys k, gavel_stored_auction( \
+              CASE WHEN k.request_hash = $3 THEN k.answer END, \
+              (CASE WHEN k.request_hash = $3 THEN 1 ELSE 2 END)::smallint) s \
+              WHERE k.caller_id = $1 AND k.key = $2 AND k.answer IS NOT NULL \
+              AND k.created_at > now() - interval '24 hours'",
+        param_types: &[Type::INT8, Type::TEXT, Type::BYTEA],
+    },
+    StatementDef {
+        name: "sweep_keys",
+        sql: "SELECT gavel_sweep_keys($1)",
+        param_types: &[Type::INT4],
     },
 ];
 
@@ -176,33 +217,85 @@ pub fn list_auctions(
     Ok(Page { items, more })
 }
 
+/// An idempotency key as the request claims it: whose key, the key, and a digest of the request
+/// that a later use of the key must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub caller: i64,
+    pub key: String,
+    pub request_hash: [u8; 32],
+}
+
+/// What came of a request that may carry an idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keyed<T> {
+    /// Decided now (with or without a key).
+    Fresh(T),
+    /// An earlier request with the same key and request was decided so; nothing new happened.
+    Replayed(T),
+    /// The key was already used with a different request.
+    Reused,
+}
+
+impl Keyed<()> {
+    fn from_code(code: i16) -> Result<Keyed<()>, StoreError> {
+        match code {
+            0 => Ok(Keyed::Fresh(())),
+            1 => Ok(Keyed::Replayed(())),
+            2 => Ok(Keyed::Reused),
+            _ => Err(StoreError::internal("unknown replay code")),
+        }
+    }
+}
+
+impl<T> Keyed<T> {
+    fn with<U>(self, value: U) -> Keyed<U> {
+        match self {
+            Keyed::Fresh(_) => Keyed::Fresh(value),
+            Keyed::Replayed(_) => Keyed::Replayed(value),
+            Keyed::Reused => Keyed::Reused,
+        }
+    }
+}
+
 /// One bid to decide.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BidInput {
     pub auction_id: i64,
     pub bidder_id: i64,
     pub amount: Money,
+    pub key: Option<KeyClaim>,
 }
 
-/// What the database decided for one bid, and the auction's state as that decision saw it (none
-/// when the auction does not exist).
-pub type BidDecision = (BidOutcome, Option<BidState>);
+/// What the database decided for one bid, and, for a bid decided now, the auction's state as that
+/// decision saw it (none when the auction does not exist).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidDecision {
+    pub answer: Keyed<BidOutcome>,
+    pub state: Option<BidState>,
+}
 
 /// Decides a batch of bids in one statement and one transaction; answers in the order given.
 pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>, StoreError> {
     let auctions: Vec<i64> = bids.iter().map(|b| b.auction_id).collect();
     let bidders: Vec<i64> = bids.iter().map(|b| b.bidder_id).collect();
     let amounts: Vec<Money> = bids.iter().map(|b| b.amount).collect();
-    let rows = client.query(PLACE_BIDS, &[&auctions, &bidders, &amounts])?;
+    let claims = || bids.iter().map(|b| b.key.as_ref());
+    let callers: Vec<Option<i64>> = claims().map(|k| k.map(|k| k.caller)).collect();
+    let keys: Vec<Option<&str>> = claims().map(|k| k.map(|k| k.key.as_str())).collect();
+    let hashes: Vec<Option<&[u8]>> = claims().map(|k| k.map(|k| &k.request_hash[..])).collect();
+    let rows = client.query(
+        PLACE_BIDS,
+        &[&auctions, &bidders, &amounts, &callers, &keys, &hashes],
+    )?;
     let mut decided: Vec<Option<BidDecision>> = vec![None; bids.len()];
     for row in &rows {
         let ord: i32 = row.get(0)?;
-        let slot = usize::try_from(ord - 1)
+        let i = usize::try_from(ord - 1)
             .ok()
-            .and_then(|i| decided.get_mut(i))
+            .filter(|&i| i < bids.len())
             .ok_or_else(|| StoreError::internal("bid batch answered an unknown position"))?;
-        let input = bids[(ord - 1) as usize];
-        *slot = Some(bid_decision(row, input)?);
+        decided[i] = Some(bid_decision(row, &bids[i])?);
     }
     decided
         .into_iter()
@@ -210,49 +303,127 @@ pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>
         .collect()
 }
 
-/// Reads one row of `gavel_place_bids` (columns shifted by the leading `ord`).
-fn bid_decision(row: &Row, input: BidInput) -> Result<BidDecision, StoreError> {
+/// Where the decision's columns start in a `gavel_place_bids` row (after `ord` and `replay`).
+const DECISION_COLUMN: usize = 2;
+
+fn bid_decision(row: &Row, input: &BidInput) -> Result<BidDecision, StoreError> {
+    let replay = Keyed::from_code(row.get(1)?)?;
+    if replay == Keyed::Reused {
+        return Ok(BidDecision {
+            answer: Keyed::Reused,
+            state: None,
+        });
+    }
+    let col = |i: usize| DECISION_COLUMN + i;
     let outcome = bid_outcome(row, input)?;
-    let state = match outcome {
-        BidOutcome::NotFound => None,
+    let state = match (&replay, &outcome) {
+        (Keyed::Fresh(()), BidOutcome::NotFound) | (Keyed::Replayed(()), _) => None,
         _ => Some(BidState {
-            seller_id: row.get(7)?,
-            start_price: row.get(8)?,
-            min_increment: row.get(9)?,
-            starts_at: row.get(10)?,
-            ends_at: row.get(11)?,
-            current_price: row.get(5)?,
-            bid_count: row.get(12)?,
+            seller_id: row.get(col(6))?,
+            start_price: row.get(col(7))?,
+            min_increment: row.get(col(8))?,
+            starts_at: row.get(col(9))?,
+            ends_at: row.get(col(10))?,
+            current_price: row.get(col(4))?,
+            bid_count: row.get(col(11))?,
         }),
     };
-    Ok((outcome, state))
+    Ok(BidDecision {
+        answer: replay.with(outcome),
+        state,
+    })
 }
 
-fn bid_outcome(row: &Row, input: BidInput) -> Result<BidOutcome, StoreError> {
-    let outcome: i16 = row.get(1)?;
+fn bid_outcome(row: &Row, input: &BidInput) -> Result<BidOutcome, StoreError> {
+    let col = |i: usize| DECISION_COLUMN + i;
+    let outcome: i16 = row.get(col(0))?;
     Ok(match outcome {
         0 => BidOutcome::Accepted(Bid {
-            id: row.get(2)?,
+            id: row.get(col(1))?,
             auction_id: input.auction_id,
             amount: input.amount,
             bidder_id: input.bidder_id,
             is_winning: true,
-            created_at: row.get(3)?,
+            created_at: row.get(col(2))?,
         }),
         1 => BidOutcome::NotFound,
         2 => {
-            let state: &str = row.get(4)?;
+            let state: &str = row.get(col(3))?;
             BidOutcome::NotOpen(
                 Status::parse(state).ok_or_else(|| StoreError::internal("bad state"))?,
             )
         }
         3 => BidOutcome::Forbidden,
         4 => BidOutcome::TooLow {
-            current_price: row.get(5)?,
-            min_next_bid: row.get(6)?,
+            current_price: row.get(col(4))?,
+            min_next_bid: row.get(col(5))?,
         },
         _ => return Err(StoreError::internal("unknown bid outcome")),
     })
+}
+
+/// An auction as created, and the clock its answer derived the status from.
+pub type CreatedAuction = (Auction, Timestamp);
+
+/// Creates an auction under an idempotency key, or finds what the key's first request created;
+/// `now` is the clock the answer's status is derived from, stored for replays.
+pub fn create_auction_keyed(
+    client: &Client,
+    a: &NewAuction,
+    claim: &KeyClaim,
+    now: Timestamp,
+) -> Result<Keyed<CreatedAuction>, StoreError> {
+    let rows = client.query(
+        CREATE_AUCTION_KEYED,
+        &[
+            &claim.caller,
+            &claim.key,
+            &&claim.request_hash[..],
+            &now,
+            &a.title,
+            &a.seller_id,
+            &a.start_price,
+            &a.min_increment,
+            &a.starts_at,
+            &a.ends_at,
+            &a.extension_seconds,
+        ],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::internal("auction creation returned no row"))?;
+    keyed_auction(row)
+}
+
+/// The stored answer of a key's auction creation, if the key was used in the last 24 hours: for a
+/// retry that could no longer be validated afresh (its end time has passed since).
+pub fn stored_auction(
+    client: &Client,
+    claim: &KeyClaim,
+) -> Result<Option<Keyed<CreatedAuction>>, StoreError> {
+    let rows = client.query(
+        STORED_AUCTION,
+        &[&claim.caller, &claim.key, &&claim.request_hash[..]],
+    )?;
+    rows.first().map(keyed_auction).transpose()
+}
+
+fn keyed_auction(row: &Row) -> Result<Keyed<CreatedAuction>, StoreError> {
+    let replay = Keyed::from_code(row.get(0)?)?;
+    if replay == Keyed::Reused {
+        return Ok(Keyed::Reused);
+    }
+    let answered_at: Timestamp = row.get(1)?;
+    Ok(replay.with((auction_at(row, 2)?, answered_at)))
+}
+
+/// Deletes up to `limit` expired idempotency keys; returns how many went.
+pub fn sweep_keys(client: &Client, limit: i32) -> Result<i32, StoreError> {
+    let rows = client.query(SWEEP_KEYS, &[&limit])?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::internal("sweep returned no row"))?;
+    Ok(row.get(0)?)
 }
 
 /// The auction's bids, newest first; `None` when the auction does not exist.
@@ -299,19 +470,24 @@ fn bid_from_row(row: &Row, auction_id: i64) -> Result<Option<Bid>, StoreError> {
 }
 
 fn auction_from_row(row: &Row) -> Result<Auction, StoreError> {
+    auction_at(row, 0)
+}
+
+/// Reads an auction whose columns start at `first`, in `auction_select!`'s order.
+fn auction_at(row: &Row, first: usize) -> Result<Auction, StoreError> {
     Ok(Auction {
-        id: row.get(0)?,
-        title: row.get(1)?,
-        seller_id: row.get(2)?,
-        start_price: row.get(3)?,
-        min_increment: row.get(4)?,
-        starts_at: row.get(5)?,
-        ends_at: row.get(6)?,
-        extension_seconds: row.get(7)?,
-        current_price: row.get(8)?,
-        leader_id: row.get(9)?,
-        bid_count: row.get(10)?,
-        created_at: row.get(11)?,
+        id: row.get(first)?,
+        title: row.get(first + 1)?,
+        seller_id: row.get(first + 2)?,
+        start_price: row.get(first + 3)?,
+        min_increment: row.get(first + 4)?,
+        starts_at: row.get(first + 5)?,
+        ends_at: row.get(first + 6)?,
+        extension_seconds: row.get(first + 7)?,
+        current_price: row.get(first + 8)?,
+        leader_id: row.get(first + 9)?,
+        bid_count: row.get(first + 10)?,
+        created_at: row.get(first + 11)?,
     })
 }
 
@@ -332,6 +508,9 @@ mod tests {
             (PLACE_BIDS, "place_bids"),
             (LIST_BIDS, "list_bids"),
             (LIST_BIDS_BEFORE, "list_bids_before"),
+            (CREATE_AUCTION_KEYED, "create_auction_keyed"),
+            (STORED_AUCTION, "stored_auction"),
+            (SWEEP_KEYS, "sweep_keys"),
         ];
         assert_eq!(expect.len(), STATEMENTS.len());
         for (idx, name) in expect {

@@ -151,6 +151,21 @@ pub fn shared() -> SocketAddr {
     })
 }
 
+/// Runs one SQL command on a test database with psql and returns its unaligned output.
+pub fn psql(db: &str, sql: &str) -> String {
+    let url = format!("{}/{db}", pg_base_url());
+    let out = Command::new("psql")
+        .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,

@@ -1,0 +1,267 @@
+-- Idempotent retries. A key is claimed, its request decided and its answer stored in one transaction,
+-- so a crash can never separate an effect from its key. Two requests with the same key meet at the
+-- primary key: the second claim waits until the first transaction ends, then finds its answer.
+--
+-- Lock order, the same in every transaction: keys first, in (caller_id, key) order, then auction
+-- rows in ascending id order. A transaction waiting for a key holds no auction lock, and one that
+-- holds auction locks waits only for auctions, so no two transactions can wait for each other.
+
+CREATE TABLE idempotency_keys (
+    caller_id    bigint      NOT NULL,
+    key          text        NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 255),
+    request_hash bytea       NOT NULL,
+    -- The decision as the database made it; NULL only inside the claiming transaction.
+    answer       jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (caller_id, key)
+);
+
+CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+
+-- One bid's decision, as gavel_place_bid returns it; stored answers are rows of this type.
+CREATE TYPE gavel_bid_answer AS (
+    outcome        smallint,
+    bid_id         bigint,
+    accepted_at    timestamptz,
+    not_open_state text,
+    current_price  numeric,
+    min_next_bid   numeric,
+    seller_id      bigint,
+    start_price    numeric,
+    min_increment  numeric,
+    starts_at      timestamptz,
+    ends_at        timestamptz,
+    bid_count      bigint
+);
+
+-- Claims a key for this transaction. claimed: the key is new, or its 24 hours are over and it starts
+-- afresh. Otherwise same_request tells whether the stored request matches, and answer is its stored
+-- answer (NULL when this same transaction claimed the key earlier and has not answered yet).
+CREATE FUNCTION gavel_claim_key(
+    p_caller bigint,
+    p_key    text,
+    p_hash   bytea,
+    OUT claimed      boolean,
+    OUT same_request boolean,
+    OUT answer       jsonb
+)
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO idempotency_keys AS k (caller_id, key, request_hash)
+    VALUES (p_caller, p_key, p_hash)
+    ON CONFLICT (caller_id, key) DO UPDATE
+        SET request_hash = EXCLUDED.request_hash, answer = NULL, created_at = now()
+        WHERE k.created_at <= now() - interval '24 hours';
+    claimed := FOUND;
+    IF claimed THEN
+        same_request := true;
+        RETURN;
+    END IF;
+    SELECT k.request_hash = p_hash, k.answer
+      INTO same_request, answer
+      FROM idempotency_keys k
+     WHERE k.caller_id = p_caller AND k.key = p_key;
+END
+$$;
+
+DROP FUNCTION gavel_place_bids(bigint[], bigint[], numeric[]);
+
+-- Decides a batch of bids, some of them with idempotency keys (p_keys[i] NULL: none).
+-- replay: 0 decided now, 1 the stored answer of an earlier request with the same key and body,
+-- 2 the key was used with another body (the other columns are then NULL).
+CREATE FUNCTION gavel_place_bids(
+    p_auction_ids bigint[],
+    p_bidder_ids  bigint[],
+    p_amounts     numeric[],
+    p_callers     bigint[],
+    p_keys        text[],
+    p_hashes      bytea[]
+)
+RETURNS TABLE (
+    ord            integer,
+    replay         smallint,
+    outcome        smallint,
+    bid_id         bigint,
+    accepted_at    timestamptz,
+    not_open_state text,
+    current_price  numeric,
+    min_next_bid   numeric,
+    seller_id      bigint,
+    start_price    numeric,
+    min_increment  numeric,
+    starts_at      timestamptz,
+    ends_at        timestamptz,
+    bid_count      bigint
+)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    n       integer := cardinality(p_auction_ids);
+    i       integer;
+    c       record;
+    r       gavel_bid_answer;
+    stored  jsonb;
+    -- Per bid: 0 decide now, 1 replay answers[i], 2 key reused with another body,
+    -- 3 same key and body as an earlier bid of this batch: replay its answer once decided.
+    kind    smallint[] := array_fill(0::smallint, ARRAY[n]);
+    answers jsonb[]    := array_fill(NULL::jsonb, ARRAY[n]);
+BEGIN
+    IF cardinality(p_bidder_ids) <> n OR cardinality(p_amounts) <> n
+       OR cardinality(p_callers) <> n OR cardinality(p_keys) <> n
+       OR cardinality(p_hashes) <> n THEN
+        RAISE EXCEPTION 'gavel_place_bids: arrays of different lengths';
+    END IF;
+
+    FOR i IN
+        SELECT s.i FROM generate_subscripts(p_keys, 1) AS s(i)
+         WHERE p_keys[s.i] IS NOT NULL
+         ORDER BY p_callers[s.i], p_keys[s.i], s.i
+    LOOP
+        SELECT * INTO c FROM gavel_claim_key(p_callers[i], p_keys[i], p_hashes[i]);
+        IF c.claimed THEN
+            CONTINUE;
+        ELSIF NOT c.same_request THEN
+            kind[i] := 2;
+        ELSIF c.answer IS NULL THEN
+            kind[i] := 3;
+        ELSE
+            kind[i] := 1;
+            answers[i] := c.answer;
+        END IF;
+    END LOOP;
+
+    FOR i IN
+        SELECT s.i FROM generate_subscripts(p_auction_ids, 1) AS s(i)
+         WHERE kind[s.i] = 0
+         ORDER BY p_auction_ids[s.i], s.i
+    LOOP
+        SELECT * INTO r FROM gavel_place_bid(p_auction_ids[i], p_bidder_ids[i], p_amounts[i]);
+        IF p_keys[i] IS NOT NULL THEN
+            UPDATE idempotency_keys k SET answer = to_jsonb(r)
+             WHERE k.caller_id = p_callers[i] AND k.key = p_keys[i];
+        END IF;
+        RETURN QUERY SELECT i, 0::smallint, (r).*;
+    END LOOP;
+
+    FOR i IN 1 .. n LOOP
+        IF kind[i] = 3 THEN
+            SELECT k.answer INTO stored FROM idempotency_keys k
+             WHERE k.caller_id = p_callers[i] AND k.key = p_keys[i];
+            IF stored IS NULL THEN
+                RAISE EXCEPTION 'gavel_place_bids: key claimed but never answered';
+            END IF;
+            answers[i] := stored;
+            kind[i] := 1;
+        END IF;
+        IF kind[i] = 1 THEN
+            r := jsonb_populate_record(NULL::gavel_bid_answer, answers[i]);
+            RETURN QUERY SELECT i, 1::smallint, (r).*;
+        ELSIF kind[i] = 2 THEN
+            r := NULL;
+            RETURN QUERY SELECT i, 2::smallint, (r).*;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Creates an auction under an idempotency key. replay as for bids; answered_at is the clock the
+-- first answer derived the auction's status from, so a replay renders the very same body.
+CREATE FUNCTION gavel_create_auction(
+    p_caller            bigint,
+    p_key               text,
+    p_hash              bytea,
+    p_now               timestamptz,
+    p_title             text,
+    p_seller_id         bigint,
+    p_start_price       numeric,
+    p_min_increment     numeric,
+    p_starts_at         timestamptz,
+    p_ends_at           timestamptz,
+    p_extension_seconds integer
+)
+RETURNS TABLE (
+    replay              smallint,
+    answered_at         timestamptz,
+    a_id                bigint,
+    a_title             text,
+    a_seller_id         bigint,
+    a_start_price       numeric,
+    a_min_increment     numeric,
+    a_starts_at         timestamptz,
+    a_ends_at           timestamptz,
+    a_extension_seconds integer,
+    a_current_price     numeric,
+    a_leader_id         bigint,
+    a_bid_count         bigint,
+    a_created_at        timestamptz
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    a auctions%ROWTYPE;
+BEGIN
+    SELECT * INTO c FROM gavel_claim_key(p_caller, p_key, p_hash);
+    IF NOT c.claimed THEN
+        IF c.same_request THEN
+            RETURN QUERY SELECT * FROM gavel_stored_auction(c.answer, 1::smallint);
+        ELSE
+            RETURN QUERY SELECT * FROM gavel_stored_auction(NULL, 2::smallint);
+        END IF;
+        RETURN;
+    END IF;
+    INSERT INTO auctions (title, seller_id, start_price, min_increment, starts_at, ends_at,
+                          extension_seconds)
+    VALUES (p_title, p_seller_id, p_start_price, p_min_increment, p_starts_at, p_ends_at,
+            p_extension_seconds)
+    RETURNING * INTO a;
+    UPDATE idempotency_keys k
+       SET answer = jsonb_build_object('answered_at', p_now, 'auction', to_jsonb(a))
+     WHERE k.caller_id = p_caller AND k.key = p_key;
+    RETURN QUERY SELECT * FROM gavel_stored_auction(
+        jsonb_build_object('answered_at', p_now, 'auction', to_jsonb(a)), 0::smallint);
+END
+$$;
+
+-- Unpacks a stored auction answer into gavel_create_auction's columns.
+CREATE FUNCTION gavel_stored_auction(p_answer jsonb, p_replay smallint)
+RETURNS TABLE (
+    replay              smallint,
+    answered_at         timestamptz,
+    a_id                bigint,
+    a_title             text,
+    a_seller_id         bigint,
+    a_start_price       numeric,
+    a_min_increment     numeric,
+    a_starts_at         timestamptz,
+    a_ends_at           timestamptz,
+    a_extension_seconds integer,
+    a_current_price     numeric,
+    a_leader_id         bigint,
+    a_bid_count         bigint,
+    a_created_at        timestamptz
+)
+LANGUAGE sql STABLE AS $$
+    SELECT p_replay, (p_answer ->> 'answered_at')::timestamptz, a.id, a.title, a.seller_id,
+           a.start_price, a.min_increment, a.starts_at, a.ends_at, a.extension_seconds,
+           a.current_price, a.leader_id, a.bid_count, a.created_at
+      FROM jsonb_populate_record(NULL::auctions, p_answer -> 'auction') AS a
+$$;
+
+-- Deletes up to p_limit keys past their 24 hours, an hour late so that no request still deciding
+-- near the boundary loses the row it is reading; SKIP LOCKED keeps two servers' sweeps (and keys
+-- being taken over) from ever waiting on each other.
+CREATE FUNCTION gavel_sweep_keys(p_limit integer)
+RETURNS integer
+LANGUAGE sql AS $$
+    WITH doomed AS (
+        SELECT caller_id, key FROM idempotency_keys
+         WHERE created_at < now() - interval '25 hours'
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM idempotency_keys k USING doomed d
+         WHERE k.caller_id = d.caller_id AND k.key = d.key
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM gone
+$$;

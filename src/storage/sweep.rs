@@ -1,0 +1,58 @@
+//! Expired idempotency keys are deleted in small batches by one background coroutine per server,
+//! on a connection of its own: each batch is a short transaction that skips locked rows, so the
+//! sweep never holds up a request, and a bid or a read never waits behind it in a pipeline.
+
+use super::pg::{Client, Config};
+use super::queries;
+use crate::placement;
+use std::io;
+use std::time::Duration;
+
+/// Time between sweeps. A key lives 24 hours, so a minute's delay in deleting it costs nothing,
+/// while a busy server deletes its expired keys about as fast as it creates them.
+pub const SWEEP_INTERVAL_SECS: u64 = 60;
+
+/// Keys deleted per transaction: a few milliseconds of work, short enough that the locks and WAL of
+/// one batch are never noticed by requests, large enough to keep up with thousands of keys a second.
+pub const SWEEP_BATCH_ROWS: i32 = 1_000;
+
+/// Pause between two full batches, so a large backlog (after a long outage of the sweeper) is
+/// worked off without taking a core's worth of database time.
+const SWEEP_PAUSE_MILLIS: u64 = 10;
+
+/// The sweeper's stack, in words: it only encodes one parameter and decodes one row.
+const SWEEPER_STACK_WORDS: usize = 16 * 1024;
+
+/// Starts the sweeper on `worker`; its first sweep runs at once.
+pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
+    let cfg = cfg.clone();
+    placement::spawn_on(worker, "key-sweeper", SWEEPER_STACK_WORDS, move || {
+        let client = Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)
+            .unwrap_or_else(|_| Client::new(cfg, queries::STATEMENTS, worker));
+        loop {
+            sweep(&client, worker);
+            may::coroutine::sleep(Duration::from_secs(SWEEP_INTERVAL_SECS));
+            placement::return_to(worker);
+        }
+    })
+}
+
+/// Deletes expired keys batch by batch until a batch comes back short.
+fn sweep(client: &Client, worker: usize) {
+    loop {
+        match queries::sweep_keys(client, SWEEP_BATCH_ROWS) {
+            Ok(deleted) if deleted < SWEEP_BATCH_ROWS => return,
+            Ok(_) => {
+                may::coroutine::sleep(Duration::from_millis(SWEEP_PAUSE_MILLIS));
+                placement::return_to(worker);
+            }
+            Err(e) => {
+                crate::logging::warn(
+                    "expired idempotency keys not swept",
+                    &[("error", &e.to_string())],
+                );
+                return;
+            }
+        }
+    }
+}
