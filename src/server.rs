@@ -107,7 +107,9 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
     let auth = cfg.auth_secret.as_deref().map(|s| Arc::new(Auth::new(s)));
     let setup = pg.clone();
-    let instance = may::go!(move || storage::prepare_database(&setup))
+    let prepare = may::coroutine::Builder::new().stack_size(pg::limits::COROUTINE_STACK_WORDS);
+    let instance = may::go!(prepare, move || storage::prepare_database(&setup))
+        .map_err(|e| format!("cannot start database preparation: {e}"))?
         .join()
         .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
     storage::sweep::start(&pg, 0).map_err(|e| format!("cannot start the key sweeper: {e}"))?;
@@ -115,7 +117,10 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map(|worker| {
             let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());
             let auth = auth.clone();
-            let builder = may::coroutine::Builder::new().id(worker);
+            // It authenticates to PostgreSQL (SCRAM), so it gets the client's own stack size.
+            let builder = may::coroutine::Builder::new()
+                .id(worker)
+                .stack_size(pg::limits::COROUTINE_STACK_WORDS);
             // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
             unsafe {
                 builder.spawn(move || {

@@ -64,7 +64,10 @@ fn run<F: FnOnce() + Send + 'static>(f: F) {
     INIT.call_once(|| {
         may::config().set_workers(2);
     });
-    if let Err(panic) = may::go!(f).join() {
+    // SCRAM's key derivation needs the client's stack size in unoptimised builds.
+    let builder = may::coroutine::Builder::new()
+        .stack_size(gavel::storage::pg::limits::COROUTINE_STACK_WORDS);
+    if let Err(panic) = may::go!(builder, f).unwrap().join() {
         std::panic::resume_unwind(panic);
     }
 }

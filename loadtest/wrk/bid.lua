@@ -15,7 +15,7 @@ function request()
   local offset = ((counter * 7919) % per_thread) * g.threads + slot
   local body = string.format('{"auction_id":%d,"amount":"%s","bidder_id":%d}',
     g.first + offset, g.money(g.amount_base + counter), 1000 + slot)
-  return wrk.format("POST", "/api/bids", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/bids", g.post_headers, body)
 end
 
 function done(summary, latency, requests)

@@ -22,7 +22,7 @@ function request()
   end
   local body = string.format('{"auction_id":%d,"amount":"%s","bidder_id":%d}',
     g.first + offset, amount, 1000 + slot)
-  return wrk.format("POST", "/api/bids", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/bids", g.post_headers, body)
 end
 
 function done(summary, latency, requests)

@@ -4,13 +4,21 @@
 --
 -- Environment: GAVEL_FIRST_AUCTION and GAVEL_AUCTIONS (the auctions a script addresses, default
 -- 1 and 1000), GAVEL_THREADS (must equal wrk's -t, default 2), GAVEL_AMOUNT_BASE (bids rise from
--- here; each run must start above every bid accepted before, default 100).
+-- here; each run must start above every bid accepted before, default 100), GAVEL_TOKEN (a bearer
+-- token for servers with authentication on; POSTs then carry it).
 local M = {}
 
 M.first = tonumber(os.getenv("GAVEL_FIRST_AUCTION") or "1")
 M.auctions = tonumber(os.getenv("GAVEL_AUCTIONS") or "1000")
 M.threads = tonumber(os.getenv("GAVEL_THREADS") or "2")
 M.amount_base = tonumber(os.getenv("GAVEL_AMOUNT_BASE") or "100")
+
+-- Headers of a JSON POST, with the bearer token when one is given.
+M.post_headers = {["Content-Type"] = "application/json"}
+local token = os.getenv("GAVEL_TOKEN")
+if token and token ~= "" then
+  M.post_headers["Authorization"] = "Bearer " .. token
+end
 
 -- Per thread state (each wrk thread runs its own copy of the script); done() reads them with
 -- thread:get().
