@@ -15,7 +15,13 @@ function request()
   local offset = ((counter * 7919) % per_thread) * g.threads + slot
   local body = string.format('{"auction_id":%d,"amount":"%s","bidder_id":%d}',
     g.first + offset, g.money(g.amount_base + counter), 1000 + slot)
-  return wrk.format("POST", "/api/bids", g.post_headers, body)
+  local headers = g.post_headers
+  if g.keyed then
+    headers = {}
+    for k, v in pairs(g.post_headers) do headers[k] = v end
+    headers["Idempotency-Key"] = g.key(slot, counter)
+  end
+  return wrk.format("POST", "/api/bids", headers, body)
 end
 
 function done(summary, latency, requests)

@@ -5,13 +5,23 @@
 -- Environment: GAVEL_FIRST_AUCTION and GAVEL_AUCTIONS (the auctions a script addresses, default
 -- 1 and 1000), GAVEL_THREADS (must equal wrk's -t, default 2), GAVEL_AMOUNT_BASE (bids rise from
 -- here; each run must start above every bid accepted before, default 100), GAVEL_TOKEN (a bearer
--- token for servers with authentication on; POSTs then carry it).
+-- token for servers with authentication on; POSTs then carry it), GAVEL_IDEMPOTENCY (1: every
+-- bid carries a new Idempotency-Key).
 local M = {}
 
 M.first = tonumber(os.getenv("GAVEL_FIRST_AUCTION") or "1")
 M.auctions = tonumber(os.getenv("GAVEL_AUCTIONS") or "1000")
 M.threads = tonumber(os.getenv("GAVEL_THREADS") or "2")
 M.amount_base = tonumber(os.getenv("GAVEL_AMOUNT_BASE") or "100")
+
+M.keyed = os.getenv("GAVEL_IDEMPOTENCY") == "1"
+
+-- A fresh key per request: the run's start time and amount base, the thread's slot and its request
+-- counter.
+local run_id = os.time() .. "-" .. M.amount_base
+function M.key(slot, counter)
+  return run_id .. "-" .. slot .. "-" .. counter
+end
 
 -- Headers of a JSON POST, with the bearer token when one is given.
 M.post_headers = {["Content-Type"] = "application/json"}
