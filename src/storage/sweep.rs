@@ -6,7 +6,7 @@ use super::pg::{Client, Config};
 use super::queries;
 use crate::placement;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Time between sweeps. A key lives 24 hours, so a minute's delay in deleting it costs nothing,
 /// while a busy server deletes its expired keys about as fast as it creates them.
@@ -16,8 +16,8 @@ pub const SWEEP_INTERVAL_SECS: u64 = 60;
 /// one batch are never noticed by requests, large enough to keep up with thousands of keys a second.
 pub const SWEEP_BATCH_ROWS: i32 = 1_000;
 
-/// Pause between two full batches, so a large backlog (after a long outage of the sweeper) is
-/// worked off without taking a core's worth of database time.
+/// Least pause between two full batches. The pause is at least as long as the batch took, too, so
+/// a large backlog (a busy day's keys) is worked off in at most half of one backend's time.
 const SWEEP_PAUSE_MILLIS: u64 = 10;
 
 /// The sweeper's stack, in words: it only encodes one parameter and decodes one row.
@@ -40,10 +40,14 @@ pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
 /// Deletes expired keys batch by batch until a batch comes back short.
 fn sweep(client: &Client, worker: usize) {
     loop {
+        let started = Instant::now();
         match queries::sweep_keys(client, SWEEP_BATCH_ROWS) {
             Ok(deleted) if deleted < SWEEP_BATCH_ROWS => return,
             Ok(_) => {
-                may::coroutine::sleep(Duration::from_millis(SWEEP_PAUSE_MILLIS));
+                let pause = started
+                    .elapsed()
+                    .max(Duration::from_millis(SWEEP_PAUSE_MILLIS));
+                may::coroutine::sleep(pause);
                 placement::return_to(worker);
             }
             Err(e) => {
