@@ -401,8 +401,14 @@ mod tests {
     #[test]
     fn a_whole_scrape() {
         let text = render(&full_snapshot(), "1.2.3");
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let build = format!("gavel_build_info{{version=\"1.2.3\",profile=\"{profile}\"}} 1");
         for line in [
-            "gavel_build_info{version=\"1.2.3\",profile=\"debug\"} 1",
+            build.as_str(),
             "gavel_http_request_duration_seconds_bucket{route=\"/api/bids\",status=\"201\",le=\"0.0001\"} 5",
             "gavel_http_request_duration_seconds_count{route=\"/api/bids\",status=\"201\"} 5",
             "gavel_http_request_duration_seconds_sum{route=\"/api/bids\",status=\"201\"} 0.0004",
