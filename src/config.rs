@@ -4,6 +4,9 @@ use crate::logging::Level;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Where metrics are served: loopback, so they are never public unless asked for, on the port
+/// OpenTelemetry's Prometheus exporter made the usual one for an application's own metrics.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 /// How long a keep-alive connection may sit idle (API.md's default).
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// How long shutdown waits for in-flight requests: long enough for any request that can still
@@ -25,6 +28,8 @@ pub enum CorsSetting {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served; `None` (`off`) also turns counting off.
+    pub admin_listen: Option<SocketAddr>,
     pub database_url: String,
     pub redis_url: String,
     pub workers: usize,
@@ -51,6 +56,12 @@ const SETTINGS: &[Setting] = &[
         env: "GAVEL_LISTEN",
         default: "0.0.0.0:3000",
         help: "address and port to serve HTTP on",
+    },
+    Setting {
+        flag: "admin-listen",
+        env: "GAVEL_ADMIN_LISTEN",
+        default: DEFAULT_ADMIN_LISTEN,
+        help: "address and port for Prometheus metrics at /metrics, or `off` (no listener, no counting)",
     },
     Setting {
         flag: "database-url",
@@ -136,6 +147,8 @@ pub fn help() -> String {
 }
 
 /// What the command line asked for.
+// Made once per process and moved once: boxing the settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Serve(Config),
     Help,
@@ -171,6 +184,7 @@ impl Config {
         let listen = or_default("listen")
             .parse()
             .map_err(|_| "--listen must be an address like 0.0.0.0:3000".to_owned())?;
+        let admin_listen = parse_admin_listen(&or_default("admin-listen"))?;
         let workers = match get("workers") {
             Some(w) => positive(&w, "workers")? as usize,
             None => default_workers(),
@@ -179,6 +193,7 @@ impl Config {
             .ok_or("--log-level must be error, warn, info, debug, trace or off")?;
         Ok(Command::Serve(Config {
             listen,
+            admin_listen,
             database_url: or_default("database-url"),
             redis_url: or_default("redis-url"),
             workers,
@@ -226,6 +241,16 @@ fn parse_flags(args: &[String]) -> Result<Vec<(String, String)>, String> {
         out.push((name, value));
     }
     Ok(out)
+}
+
+fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| "--admin-listen must be an address like 127.0.0.1:9464, or off".to_owned())
 }
 
 fn positive(text: &str, name: &str) -> Result<u64, String> {
@@ -316,6 +341,21 @@ mod tests {
         assert_eq!(c.cors, CorsSetting::Any);
         assert!(c.workers >= 1);
         assert!(c.pin_workers);
+        assert_eq!(
+            c.admin_listen.map(|a| a.to_string()).as_deref(),
+            Some(DEFAULT_ADMIN_LISTEN)
+        );
+    }
+
+    #[test]
+    fn admin_listen_off_or_an_address() {
+        let c = serve(&[], &[("GAVEL_ADMIN_LISTEN", "off")]).unwrap();
+        assert_eq!(c.admin_listen, None);
+        let c = serve(&["--admin-listen", "OFF"], &[]).unwrap();
+        assert_eq!(c.admin_listen, None);
+        let c = serve(&[], &[("GAVEL_ADMIN_LISTEN", "0.0.0.0:9100")]).unwrap();
+        assert_eq!(c.admin_listen.map(|a| a.port()), Some(9100));
+        assert!(serve(&["--admin-listen", "localhost"], &[]).is_err());
     }
 
     #[test]

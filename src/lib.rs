@@ -2,6 +2,7 @@
 //!
 //! Layers, top to bottom: `http` (bytes, limits, connections), `api` (routes, JSON, errors),
 //! `domain` (money, time, auction rules; no IO), `storage` (PostgreSQL client, queries, migrations).
+//! `metrics` is beside them: per-worker counters any layer records into, and the admin listener.
 
 pub mod api;
 pub mod cache;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod placement;
 pub mod server;
 pub mod sockets;

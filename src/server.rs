@@ -8,6 +8,7 @@ use crate::cache::BidCache;
 use crate::config::{Config, CorsSetting, STATEMENT_TIMEOUT_MARGIN_MILLIS};
 use crate::http::{self, Cors, ServerConfig};
 use crate::logging;
+use crate::metrics;
 use crate::storage::{self, pg, Store};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -34,6 +35,23 @@ pub fn run(cfg: Config) -> i32 {
         .set_workers(cfg.workers)
         .set_worker_pin(cfg.pin_workers);
 
+    // Bound before the database is touched, so a taken admin port stops start-up at once; the
+    // registry exists before any client is made, so each one finds its worker's slot.
+    let admin = match cfg.admin_listen.map(metrics::admin::bind).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            let addr = cfg.admin_listen.map_or(String::new(), |a| a.to_string());
+            logging::error("cannot listen", &[("admin_listen", &addr), ("error", &e)]);
+            return EXIT_STARTUP_FAILED;
+        }
+    };
+    let registry = admin.as_ref().map(|_| metrics::install(cfg.workers));
+    if let Some(admin) = &admin {
+        let addr = admin
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string());
+        logging::info("admin listening", &[("addr", &addr), ("path", &"/metrics")]);
+    }
     let contexts = match start_storage(&cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -51,6 +69,20 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
+    if let (Some(admin), Some(registry)) = (admin, registry) {
+        let counts = server.connection_counts();
+        let open = move || {
+            counts
+                .open_per_worker()
+                .into_iter()
+                .map(|n| n as u64)
+                .collect()
+        };
+        if let Err(e) = admin.serve(registry, open) {
+            logging::error("cannot start the admin listener", &[("error", &e)]);
+            return EXIT_STARTUP_FAILED;
+        }
+    }
     logging::info(
         "listening",
         &[
@@ -131,6 +163,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
                         store,
                         cache,
                         auth,
+                        metrics: metrics::worker(worker),
                     }))
                 })
             }

@@ -11,6 +11,7 @@ use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSIO
 use crate::domain::parse_id;
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
+use crate::metrics::{self, WorkerMetrics};
 use crate::storage::queries::{self, BidInput, BidOutcome, CreatedAuction, KeyClaim, Keyed};
 use crate::storage::Store;
 use auth::{Auth, Caller, Role};
@@ -32,6 +33,8 @@ pub struct WorkerContext {
     pub cache: Option<BidCache>,
     /// `None` when no secret is configured: the server runs open.
     pub auth: Option<Arc<Auth>>,
+    /// The worker's metrics slot; `None` when metrics are off.
+    pub metrics: Option<&'static WorkerMetrics>,
 }
 
 /// The service behind every connection of one worker.
@@ -57,6 +60,58 @@ impl Service for Api {
 
     fn error(&mut self, err: &HttpError) -> Response {
         ApiError::from(err).into_response()
+    }
+
+    fn route(&self, path: &str) -> &'static str {
+        route_template(path)
+    }
+}
+
+/// The route template a path falls under, for metrics (one of `metrics::ROUTES`). Mirrors
+/// `route`'s paths without deciding anything: an id segment counts under its template even when
+/// it is not a valid id (that request's 404 is still a request to the template).
+fn route_template(path: &str) -> &'static str {
+    let id_under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+    };
+    match path {
+        "/health" => "/health",
+        "/ready" => "/ready",
+        "/api/auctions" => "/api/auctions",
+        "/api/bids" => "/api/bids",
+        "/openapi.json" => "/openapi.json",
+        _ if id_under("/api/auctions/") => "/api/auctions/{id}",
+        _ if id_under("/api/bids/") => "/api/bids/{auction_id}",
+        _ => metrics::ROUTE_OTHER,
+    }
+}
+
+/// Counts a decided bid in the worker's metrics.
+fn count_bid(ctx: &WorkerContext, outcome: metrics::BidOutcome) {
+    if let Some(m) = ctx.metrics {
+        m.bid(outcome);
+    }
+}
+
+/// Counts a fast-path lookup; a hit is also a bid decided too low.
+fn count_fast_path(ctx: &WorkerContext, hit: bool) {
+    if let Some(m) = ctx.metrics {
+        m.fast_path(hit);
+        if hit {
+            m.bid(metrics::BidOutcome::TooLow);
+        }
+    }
+}
+
+/// The metrics outcome of a bid PostgreSQL decided.
+fn bid_outcome(outcome: &BidOutcome) -> metrics::BidOutcome {
+    match outcome {
+        BidOutcome::Accepted(_) => metrics::BidOutcome::Accepted,
+        BidOutcome::TooLow { .. } => metrics::BidOutcome::TooLow,
+        BidOutcome::NotOpen(_) => metrics::BidOutcome::NotOpen,
+        BidOutcome::Forbidden => metrics::BidOutcome::Forbidden,
+        BidOutcome::NotFound => metrics::BidOutcome::NotFound,
     }
 }
 
@@ -356,11 +411,13 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         if let Some((current_price, min_next_bid)) =
             cached.and_then(|s| s.certainly_too_low(bidder_id, amount, now()))
         {
+            count_fast_path(ctx, true);
             return Err(ApiError::BidTooLow {
                 current_price,
                 min_next_bid,
             });
         }
+        count_fast_path(ctx, false);
     }
     let decision = ctx.store.bids.place(BidInput {
         auction_id,
@@ -368,6 +425,10 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         amount,
         key: claim,
     })?;
+    // Replays decided nothing now, so only fresh decisions are counted.
+    if let Keyed::Fresh(outcome) = &decision.answer {
+        count_bid(ctx, bid_outcome(outcome));
+    }
     if let (Some(cache), Some(state)) = (&ctx.cache, &decision.state) {
         let accepted = matches!(decision.answer, Keyed::Fresh(BidOutcome::Accepted(_)));
         cache.remember(auction_id, state, accepted);
@@ -439,4 +500,31 @@ fn list_bids(ctx: &WorkerContext, req: &Request<'_>, auction_id: i64) -> ApiResu
             json::write_bid,
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_template;
+    use crate::metrics::ROUTES;
+
+    #[test]
+    fn every_path_falls_under_a_known_template() {
+        for (path, template) in [
+            ("/health", "/health"),
+            ("/ready", "/ready"),
+            ("/api/auctions", "/api/auctions"),
+            ("/api/auctions/17", "/api/auctions/{id}"),
+            ("/api/auctions/abc", "/api/auctions/{id}"),
+            ("/api/auctions/", "other"),
+            ("/api/auctions/1/bids", "other"),
+            ("/api/bids", "/api/bids"),
+            ("/api/bids/9", "/api/bids/{auction_id}"),
+            ("/openapi.json", "/openapi.json"),
+            ("/metrics", "other"),
+            ("/", "other"),
+        ] {
+            assert_eq!(route_template(path), template, "{path}");
+            assert!(ROUTES.contains(&route_template(path)));
+        }
+    }
 }

@@ -17,6 +17,7 @@ use super::parser::{Progress, RequestParser};
 use super::request_id;
 use super::server::ConnLink;
 use super::{LINGER_MAX_BYTES, LINGER_TIMEOUT_MILLIS, MAX_HEADER_LINES, WRITE_BATCH_MAX_BYTES};
+use crate::metrics::{WorkerMetrics, ROUTE_OTHER};
 
 /// The deadlines a connection works under.
 #[derive(Debug, Clone, Copy)]
@@ -71,10 +72,13 @@ pub(crate) struct Conn<'a, S> {
     /// Timeouts last set on the socket: setting one is a syscall, so it is skipped when unchanged.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// The worker's metrics slot; `None` when metrics are off.
+    metrics: Option<&'static WorkerMetrics>,
 }
 
 impl<'a, S: Service> Conn<'a, S> {
     pub(crate) fn new(stream: &'a mut TcpStream, link: ConnLink<'a>, service: S) -> Self {
+        let metrics = link.metrics();
         Conn {
             stream,
             link,
@@ -83,6 +87,7 @@ impl<'a, S: Service> Conn<'a, S> {
             out: Vec::new(),
             read_timeout: None,
             write_timeout: None,
+            metrics,
         }
     }
 
@@ -220,6 +225,9 @@ impl<'a, S: Service> Conn<'a, S> {
 
     /// Calls the service (or answers a preflight) and appends the response.
     fn dispatch(&mut self, head: &Head, body: Range<usize>, len: usize) -> Next {
+        // The request is complete: its latency counts from here to its response being buffered
+        // for the socket (a pipelined batch is then written together).
+        let started = self.metrics.map(|_| Instant::now());
         let mut scratch = [Header::EMPTY; MAX_HEADER_LINES];
         let id = request_id::for_request(head.find(self.inbuf.unparsed(), "x-request-id"));
         let mut req = head.request(self.inbuf.unparsed(), body, &mut scratch);
@@ -241,6 +249,10 @@ impl<'a, S: Service> Conn<'a, S> {
             cors,
         };
         encode::write_response(&mut self.out, &resp, &meta, self.link.gzip());
+        if let (Some(metrics), Some(started)) = (self.metrics, started) {
+            let route = self.service.route(req.path);
+            metrics.request(route, resp.status, started.elapsed());
+        }
         self.inbuf.consume(len);
         match (close, self.inbuf.is_empty()) {
             (false, _) => Next::KeepAlive,
@@ -252,6 +264,7 @@ impl<'a, S: Service> Conn<'a, S> {
     /// Asks the service to render `err` and marks the connection for closing: after a framing
     /// error the rest of the input cannot be trusted to start a request.
     fn fail(&mut self, err: &HttpError, head: Option<&Head>) -> Next {
+        let started = self.metrics.map(|_| Instant::now());
         let origin = head.and_then(|h| h.find(self.inbuf.unparsed(), "origin"));
         let meta = ResponseMeta {
             head_request: head.is_some_and(|h| h.is_head),
@@ -263,6 +276,10 @@ impl<'a, S: Service> Conn<'a, S> {
         let mut resp = self.service.error(err);
         resp.header(request_id::HEADER, request_id::for_request(client_id));
         encode::write_response(&mut self.out, &resp, &meta, self.link.gzip());
+        // Refused before routing: there is no route to name.
+        if let (Some(metrics), Some(started)) = (self.metrics, started) {
+            metrics.request(ROUTE_OTHER, resp.status, started.elapsed());
+        }
         Next::Linger
     }
 

@@ -151,6 +151,12 @@ pub trait Service {
     fn call(&mut self, req: &Request<'_>) -> Response;
     /// Renders an error the layer detected; the connection closes after it is written.
     fn error(&mut self, err: &HttpError) -> Response;
+    /// The route template `path` falls under, for metrics: one of the small fixed set in
+    /// [`crate::metrics::ROUTES`], never the path itself (a label per auction would grow without
+    /// bound). The layer asks only when metrics are on.
+    fn route(&self, _path: &str) -> &'static str {
+        crate::metrics::ROUTE_OTHER
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ mod server;
 
 pub use cors::Cors;
 pub use message::{Header, HttpError, Request, Response, Service};
-pub use server::{serve, Server, ServerConfig};
+pub use server::{serve, ConnectionCounts, Server, ServerConfig};
 
 /// Longest request line (method, target, version; without its CRLF). 8 KiB is the usual server
 /// default and far above any Gavel URL, while bounding what a client can make us buffer before the

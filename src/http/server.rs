@@ -179,11 +179,15 @@ impl Server {
 
     /// Connections currently open on each worker.
     pub fn open_connections_per_worker(&self) -> Vec<usize> {
-        self.shared
-            .workers
-            .iter()
-            .map(|w| w.open.load(Ordering::SeqCst))
-            .collect()
+        self.connection_counts().open_per_worker()
+    }
+
+    /// A handle on the open-connection counters that another thread can keep (the admin
+    /// listener reads them at each scrape).
+    pub fn connection_counts(&self) -> ConnectionCounts {
+        ConnectionCounts {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Stops accepting, closes idle connections, lets in-flight requests finish (answered with
@@ -222,6 +226,23 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Reads a server's per-worker open-connection counters; outlives nothing but the counters.
+#[derive(Clone)]
+pub struct ConnectionCounts {
+    shared: Arc<Shared>,
+}
+
+impl ConnectionCounts {
+    /// Connections currently open on each worker, parked ones included.
+    pub fn open_per_worker(&self) -> Vec<usize> {
+        self.shared
+            .workers
+            .iter()
+            .map(|w| w.open.load(Ordering::SeqCst))
+            .collect()
     }
 }
 
@@ -416,6 +437,12 @@ impl ConnLink<'_> {
     pub(crate) fn draining(&self) -> bool {
         self.shared.draining()
     }
+
+    /// The worker's metrics slot, `None` when metrics are off; asked once per connection
+    /// coroutine.
+    pub(crate) fn metrics(&self) -> Option<&'static crate::metrics::WorkerMetrics> {
+        crate::metrics::worker(self.worker)
+    }
 }
 
 fn accept_loop<S, F>(listener: &TcpListener, rt: &Arc<Runtime<S, F>>)
@@ -461,6 +488,9 @@ where
     // registry, compressors, parking lot) it uses.
     let worker = stream.as_raw_fd() as usize % rt.shared.workers.len();
     let counted = Counted::new(rt.shared.clone(), worker);
+    if let Some(metrics) = crate::metrics::worker(worker) {
+        metrics.connection_accepted();
+    }
     // Counted before this check, checked after draining is set by shutdown: either shutdown
     // sees the count or this sees the flag.
     if rt.shared.draining() {

@@ -26,6 +26,8 @@ const START_TIMEOUT_SECS: u64 = 30;
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`), `None` when started with `GAVEL_ADMIN_LISTEN=off`.
+    pub admin: Option<SocketAddr>,
     pub child: Child,
     pub db: String,
     pub log: mpsc::Receiver<String>,
@@ -57,7 +59,9 @@ pub struct Launched {
 /// Starts `gavel` without waiting. The child is killed when the calling thread ends.
 pub fn launch(db: &str, env: &[(&str, &str)]) -> Result<Launched, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
+    // Port 0 for both listeners, so servers started side by side never collide.
     cmd.env("GAVEL_LISTEN", "127.0.0.1:0")
+        .env("GAVEL_ADMIN_LISTEN", "127.0.0.1:0")
         .env("DATABASE_URL", format!("{}/{db}", pg_base_url()))
         .env("GAVEL_WORKERS", "2")
         .env("REDIS_URL", "off")
@@ -90,15 +94,21 @@ impl Launched {
     pub fn wait_listening(mut self) -> Result<Server, String> {
         let deadline = Instant::now() + Duration::from_secs(START_TIMEOUT_SECS);
         let mut seen = Vec::new();
+        let mut admin = None;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             let Ok(line) = self.log.recv_timeout(left) else {
                 break;
             };
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                // Logged before "listening" when the admin listener is on.
+                if v["msg"] == "admin listening" {
+                    admin = v["addr"].as_str().and_then(|a| a.parse().ok());
+                }
                 if v["msg"] == "listening" {
                     let addr = v["addr"].as_str().unwrap().parse().unwrap();
                     return Ok(Server {
                         addr,
+                        admin,
                         child: self.child,
                         db: self.db,
                         log: self.log,

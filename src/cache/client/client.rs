@@ -11,6 +11,7 @@ use super::conn::spawn_on;
 use super::conn::{lock, Connection};
 use super::error::CacheError;
 use super::limits::{RECONNECT_BACKOFF_MAX_MILLIS, RECONNECT_BACKOFF_MIN_MILLIS};
+use crate::metrics::WorkerMetrics;
 
 /// One worker's connection to Redis. While the connection is down, commands fail at once with
 /// `Unavailable` and a single background coroutine on the worker reconnects with exponential
@@ -28,6 +29,8 @@ struct Inner {
     /// Successful connections so far.
     generation: AtomicU64,
     last_error: Mutex<String>,
+    /// The worker's metrics slot; `None` when metrics are off.
+    metrics: Option<&'static WorkerMetrics>,
 }
 
 impl Client {
@@ -41,6 +44,7 @@ impl Client {
                 reconnecting: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 last_error: Mutex::new("not connected yet".into()),
+                metrics: crate::metrics::worker(worker),
             }),
         };
         client.inner.ensure_reconnecting();
@@ -49,20 +53,34 @@ impl Client {
 
     /// Runs `cmd` and waits up to the configured command timeout for its reply.
     pub fn query(&self, cmd: &Cmd) -> Result<Value, CacheError> {
-        let conn = self.live()?;
-        self.noticing_breaks(&conn, conn.query(cmd))
+        self.counted(
+            self.live()
+                .and_then(|conn| self.noticing_breaks(&conn, conn.query(cmd))),
+        )
     }
 
     /// Runs `cmd` and waits up to `timeout` for its reply.
     pub fn query_timeout(&self, cmd: &Cmd, timeout: Duration) -> Result<Value, CacheError> {
-        let conn = self.live()?;
-        self.noticing_breaks(&conn, conn.query_timeout(cmd, timeout))
+        self.counted(
+            self.live()
+                .and_then(|conn| self.noticing_breaks(&conn, conn.query_timeout(cmd, timeout))),
+        )
     }
 
     /// Queues `cmd` and returns at once; its reply is read and discarded.
     pub fn send(&self, cmd: &Cmd) -> Result<(), CacheError> {
-        let conn = self.live()?;
-        self.noticing_breaks(&conn, conn.send(cmd))
+        self.counted(
+            self.live()
+                .and_then(|conn| self.noticing_breaks(&conn, conn.send(cmd))),
+        )
+    }
+
+    /// Counts a failed command by kind, failing fast while reconnecting included.
+    fn counted<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
+        if let (Some(m), Err(e)) = (self.inner.metrics, &r) {
+            m.redis_error(e.metrics_kind());
+        }
+        r
     }
 
     /// Whether a healthy connection is in place right now (starts a reconnection if not).
@@ -146,7 +164,11 @@ fn reconnect_loop(weak: Weak<Inner>) {
         if let Ok(conn) = inner.open() {
             let broke_already = conn.is_broken();
             // Counted first, so that whoever uses the new connection sees the new generation.
-            inner.generation.fetch_add(1, Ordering::AcqRel);
+            let earlier = inner.generation.fetch_add(1, Ordering::AcqRel);
+            // The first connection of a client is not a reconnect.
+            if let (true, Some(m)) = (earlier > 0, inner.metrics) {
+                m.redis_reconnect();
+            }
             *lock(&inner.conn) = Some(conn);
             inner.reconnecting.store(false, Ordering::Release);
             // A break between connecting and storing found `reconnecting` still set.

@@ -23,6 +23,7 @@ use super::limits::{
     STALL_GRACE_MILLIS, WRITE_TIMEOUT_MILLIS,
 };
 use super::resp::{decode, Framer, Reply};
+use crate::metrics::WorkerMetrics;
 use crate::placement::{on_worker, return_to};
 
 /// Run once when a connection breaks, with the reason, from its reader or writer coroutine.
@@ -33,6 +34,8 @@ pub struct Connection {
     shared: Arc<Shared>,
     command_timeout: Duration,
     worker: usize,
+    /// The worker's metrics slot; `None` when metrics are off.
+    metrics: Option<&'static WorkerMetrics>,
 }
 
 /// What the callers, the reader and the writer share.
@@ -122,6 +125,7 @@ impl Connection {
             shared,
             command_timeout: cfg.command_timeout,
             worker,
+            metrics: crate::metrics::worker(worker),
         }))
     }
 
@@ -134,9 +138,19 @@ impl Connection {
     /// the pipeline and its reply, when it comes, is dropped.
     pub fn query_timeout(&self, cmd: &Cmd, timeout: Duration) -> Result<Value, CacheError> {
         let (tx, rx) = channel();
+        let queued = self.metrics.map(|_| Instant::now());
         self.shared.submit(cmd, Some(tx), timeout)?;
         match rx.recv_timeout(timeout) {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                // Only what the server answered is a round trip; a connection that broke under
+                // the command is counted as an error by the client.
+                if let (Some(m), Some(queued), Ok(_) | Err(CacheError::Server(_))) =
+                    (self.metrics, queued, &reply)
+                {
+                    m.redis_command(queued.elapsed());
+                }
+                reply
+            }
             Err(RecvTimeoutError::Timeout) => {
                 // may's timer thread resumes timed-out coroutines on an arbitrary worker.
                 return_to(self.worker);

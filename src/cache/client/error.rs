@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::metrics::ErrorKind;
+
 /// Everything that can go wrong talking to Redis, sorted by what the caller does about it. For
 /// a cache every kind means the same on the request path (use PostgreSQL instead); the kinds
 /// matter for logs, metrics and the few callers that react to a specific error reply.
@@ -27,6 +29,17 @@ impl CacheError {
         match self {
             CacheError::Server(text) => text.split(' ').next(),
             _ => None,
+        }
+    }
+
+    /// The `kind` label this error is counted under in the metrics.
+    pub fn metrics_kind(&self) -> ErrorKind {
+        match self {
+            CacheError::Unavailable(_) => ErrorKind::Unavailable,
+            CacheError::Busy => ErrorKind::Busy,
+            CacheError::Timeout => ErrorKind::Timeout,
+            CacheError::Server(_) => ErrorKind::Server,
+            CacheError::Protocol(_) => ErrorKind::Protocol,
         }
     }
 }

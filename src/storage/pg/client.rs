@@ -11,6 +11,7 @@ use super::conn::{lock, spawn_on, Connection, StatementDef};
 use super::error::PgError;
 use super::limits::{RECONNECT_BACKOFF_MAX_MILLIS, RECONNECT_BACKOFF_MIN_MILLIS};
 use super::row::Row;
+use crate::metrics::WorkerMetrics;
 
 /// One worker's connection to PostgreSQL. While the connection is down, requests fail at once
 /// with `Unavailable` and a single background coroutine on the worker reconnects with
@@ -27,6 +28,8 @@ struct Inner {
     /// True while the reconnect coroutine runs, so there is only ever one.
     reconnecting: AtomicBool,
     last_error: Mutex<String>,
+    /// The worker's metrics slot; `None` when metrics are off.
+    metrics: Option<&'static WorkerMetrics>,
 }
 
 impl Client {
@@ -60,18 +63,31 @@ impl Client {
                 conn: Mutex::new(None),
                 reconnecting: AtomicBool::new(false),
                 last_error: Mutex::new("not connected yet".into()),
+                metrics: crate::metrics::worker(worker),
             }),
         }
     }
 
     pub fn query(&self, stmt: usize, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
-        let conn = self.live()?;
-        self.noticing_breaks(&conn, conn.query(stmt, params))
+        self.counted(
+            self.live()
+                .and_then(|conn| self.noticing_breaks(&conn, conn.query(stmt, params))),
+        )
     }
 
     pub fn simple_query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
-        let conn = self.live()?;
-        self.noticing_breaks(&conn, conn.simple_query(sql))
+        self.counted(
+            self.live()
+                .and_then(|conn| self.noticing_breaks(&conn, conn.simple_query(sql))),
+        )
+    }
+
+    /// Counts a failed request by kind, failing fast while reconnecting included.
+    fn counted<T>(&self, r: Result<T, PgError>) -> Result<T, PgError> {
+        if let (Some(m), Err(e)) = (self.inner.metrics, &r) {
+            m.pg_error(e.metrics_kind());
+        }
+        r
     }
 
     /// Whether a healthy connection is in place right now (starts a reconnection if not).
@@ -144,7 +160,11 @@ fn reconnect_loop(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         if let Ok(conn) = inner.open() {
             let broke_already = conn.is_broken();
-            *lock(&inner.conn) = Some(conn);
+            // The first connection of a client started in the background is not a reconnect.
+            let replaced = lock(&inner.conn).replace(conn).is_some();
+            if let (true, Some(m)) = (replaced, inner.metrics) {
+                m.pg_reconnect();
+            }
             inner.reconnecting.store(false, Ordering::Release);
             // A break between connecting and storing found `reconnecting` still set.
             if broke_already {

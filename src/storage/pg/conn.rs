@@ -31,6 +31,7 @@ use super::limits::{
     STALL_GRACE_MILLIS, WRITE_TIMEOUT_MILLIS,
 };
 use super::row::Row;
+use crate::metrics::WorkerMetrics;
 use crate::placement::{on_worker, return_to};
 
 /// A statement prepared on every (re)connection, referred to by its index in the slice given to
@@ -59,6 +60,8 @@ pub struct Connection {
     query_timeout: Duration,
     backend_pid: i32,
     worker: usize,
+    /// The worker's metrics slot; `None` when metrics are off.
+    metrics: Option<&'static WorkerMetrics>,
 }
 
 /// What the callers, the reader and the writer share.
@@ -137,6 +140,7 @@ impl Connection {
             query_timeout: cfg.query_timeout,
             backend_pid,
             worker,
+            metrics: crate::metrics::worker(worker),
         }))
     }
 
@@ -150,17 +154,19 @@ impl Connection {
         })?;
         let bytes = encode_query(st.name, &st.params, params)?;
         let (tx, rx) = channel();
+        let queued = self.metrics.map(|_| Instant::now());
         self.shared
             .submit(&bytes, Pending::rows(st.columns.clone(), tx))?;
-        self.await_reply(&rx)
+        self.await_reply(&rx, queued)
     }
 
     /// Simple query protocol: may hold several statements; returns all their rows as text.
     pub fn simple_query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
         let bytes = encode_simple(sql)?;
         let (tx, rx) = channel();
+        let queued = self.metrics.map(|_| Instant::now());
         self.shared.submit(&bytes, Pending::text(tx))?;
-        self.await_reply(&rx)
+        self.await_reply(&rx, queued)
     }
 
     /// True once the socket failed or the server closed it.
@@ -183,9 +189,23 @@ impl Connection {
         self.backend_pid
     }
 
-    fn await_reply<T>(&self, rx: &Receiver<Result<T, PgError>>) -> Result<T, PgError> {
+    /// Waits for the reply; `queued` (set when metrics are on) times the round trip.
+    fn await_reply<T>(
+        &self,
+        rx: &Receiver<Result<T, PgError>>,
+        queued: Option<Instant>,
+    ) -> Result<T, PgError> {
         match rx.recv_timeout(self.query_timeout) {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                // Only what the server answered is a round trip; a connection that broke under
+                // the request is counted as an error by the client.
+                if let (Some(m), Some(queued), Ok(_) | Err(PgError::Db { .. })) =
+                    (self.metrics, queued, &reply)
+                {
+                    m.pg_query(queued.elapsed());
+                }
+                reply
+            }
             Err(RecvTimeoutError::Timeout) => {
                 // may's timer thread resumes timed-out coroutines on an arbitrary worker.
                 return_to(self.worker);

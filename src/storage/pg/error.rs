@@ -5,6 +5,8 @@ use std::fmt;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::ErrorFields;
 
+use crate::metrics::ErrorKind;
+
 /// Everything that can go wrong talking to PostgreSQL, sorted by what the caller does about it.
 #[derive(Debug, Clone)]
 pub enum PgError {
@@ -35,6 +37,18 @@ impl PgError {
         match self {
             PgError::Db { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// The `kind` label this error is counted under in the metrics.
+    pub fn metrics_kind(&self) -> ErrorKind {
+        match self {
+            PgError::Unavailable(_) => ErrorKind::Unavailable,
+            PgError::Busy => ErrorKind::Busy,
+            PgError::Timeout => ErrorKind::Timeout,
+            PgError::Db { .. } => ErrorKind::Server,
+            PgError::Protocol(_) => ErrorKind::Protocol,
+            PgError::Auth(_) => ErrorKind::Auth,
         }
     }
 }

@@ -1,0 +1,221 @@
+//! Metrics: counters and histograms kept per worker, summed and rendered as Prometheus text on
+//! a separate admin listener.
+//!
+//! Layout: `registry` holds the numbers (one cache-line-aligned [`WorkerMetrics`] per worker,
+//! allocated once at start-up), `render` turns a summed [`Snapshot`] into the text exposition
+//! format (pure, no IO), and `admin` is the admin listener, the only file here that does IO.
+//!
+//! **No shared lock on the request path.** Each worker records into its own slot with relaxed
+//! atomic adds; nothing is allocated, hashed or locked per observation, and a scrape only reads.
+//! A slot is written by its own worker nearly always, so its cache lines stay in that core's
+//! cache and the adds never contend. "Nearly" is why they are `fetch_add` and not a plain load
+//! and store: may resumes a coroutine whose wait timed out on its timer thread, a connection
+//! woken from another thread runs there for a moment, and a client socket whose descriptor could
+//! not be aligned to its worker (`placement::on_worker` gives up after a bounded number of tries)
+//! wakes its callers on another worker for as long as the connection lives. A load and store
+//! from two threads would then lose counts; an uncontended locked add costs a few nanoseconds
+//! more and never does (the README gives the measured figures).
+//!
+//! **Off means off.** [`install`] runs once at start-up unless `GAVEL_ADMIN_LISTEN=off`. Every
+//! recording site asks [`worker`] for its slot once (when its connection or client is made) and
+//! keeps the `Option`: when metrics are off that is `None`, and the only cost left on the request
+//! path is the branch on it. Comparing a run with `off` against one with metrics on therefore
+//! measures what counting costs.
+//!
+//! Label values come from fixed, small sets ([`ROUTES`], [`STATUSES`], the outcome and error
+//! kinds below): no auction, user or request id ever becomes a label.
+
+pub mod admin;
+mod registry;
+mod render;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use registry::{Registry, WorkerMetrics};
+pub use render::{render, Exposition, HistogramCounts, ProcessStats, Snapshot, CONTENT_TYPE};
+
+/// Upper bounds of the latency histograms' buckets, in nanoseconds, with the same bounds as
+/// Prometheus writes them in seconds. Gavel answers most requests, and PostgreSQL and Redis most
+/// round trips, in well under a millisecond on a healthy box, so the buckets start at 50 µs and
+/// are densest there; 2.5 s is beyond every timeout on the request path (PostgreSQL's default is
+/// 800 ms), so anything above it lands in `+Inf` and means something is badly wrong.
+pub const LATENCY_BUCKETS: [(u64, &str); 15] = [
+    (50_000, "0.00005"),
+    (100_000, "0.0001"),
+    (250_000, "0.00025"),
+    (500_000, "0.0005"),
+    (1_000_000, "0.001"),
+    (2_500_000, "0.0025"),
+    (5_000_000, "0.005"),
+    (10_000_000, "0.01"),
+    (25_000_000, "0.025"),
+    (50_000_000, "0.05"),
+    (100_000_000, "0.1"),
+    (250_000_000, "0.25"),
+    (500_000_000, "0.5"),
+    (1_000_000_000, "1"),
+    (2_500_000_000, "2.5"),
+];
+
+/// Route templates, the `route` label of request metrics. The API layer names the template a
+/// path matches (`Service::route`); anything else, and every error the HTTP layer answers before
+/// a request reaches routing, is `other`.
+pub const ROUTES: [&str; 8] = [
+    "/health",
+    "/ready",
+    "/api/auctions",
+    "/api/auctions/{id}",
+    "/api/bids",
+    "/api/bids/{auction_id}",
+    "/openapi.json",
+    ROUTE_OTHER,
+];
+
+/// The route label of unknown paths and of errors before routing.
+pub const ROUTE_OTHER: &str = "other";
+
+/// Every status Gavel answers with (API.md's table, plus 204 preflights, 414 and 501 from the
+/// HTTP layer); any other code is counted under the last label, `other`.
+pub const STATUSES: [&str; 20] = [
+    "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "414", "415",
+    "422", "429", "431", "500", "501", "503", "other",
+];
+
+/// The index in [`STATUSES`] of a status code.
+pub fn status_index(status: u16) -> usize {
+    match status {
+        200 => 0,
+        201 => 1,
+        204 => 2,
+        400 => 3,
+        401 => 4,
+        403 => 5,
+        404 => 6,
+        405 => 7,
+        408 => 8,
+        409 => 9,
+        413 => 10,
+        414 => 11,
+        415 => 12,
+        422 => 13,
+        429 => 14,
+        431 => 15,
+        500 => 16,
+        501 => 17,
+        503 => 18,
+        _ => STATUSES.len() - 1,
+    }
+}
+
+/// The index in [`ROUTES`] of a route label; anything not in the set is `other`.
+pub fn route_index(route: &str) -> usize {
+    ROUTES
+        .iter()
+        .position(|r| *r == route)
+        .unwrap_or(ROUTES.len() - 1)
+}
+
+/// How a bid was decided: the `outcome` label of `gavel_bids_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BidOutcome {
+    Accepted = 0,
+    TooLow = 1,
+    NotOpen = 2,
+    Forbidden = 3,
+    NotFound = 4,
+}
+
+/// Label values of [`BidOutcome`], in its order.
+pub const BID_OUTCOMES: [&str; 5] = ["accepted", "too_low", "not_open", "forbidden", "not_found"];
+
+/// Label values of `gavel_bid_fast_path_total`: answered from Redis, or sent on to PostgreSQL.
+pub const FAST_PATH_RESULTS: [&str; 2] = ["hit", "miss"];
+
+/// What went wrong talking to PostgreSQL or Redis: the `kind` label of the error counters, one
+/// per variant of each client's error type (Redis has no `Auth`: its refusals are error replies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No connection, or it broke before the reply.
+    Unavailable = 0,
+    /// The connection's pipeline was full.
+    Busy = 1,
+    /// No reply in time.
+    Timeout = 2,
+    /// The server answered with an error.
+    Server = 3,
+    /// Bytes the client could not follow.
+    Protocol = 4,
+    /// Authentication refused.
+    Auth = 5,
+}
+
+/// Label values of [`ErrorKind`], in its order.
+pub const ERROR_KINDS: [&str; 6] = [
+    "unavailable",
+    "busy",
+    "timeout",
+    "server",
+    "protocol",
+    "auth",
+];
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Allocates the slots of `workers` workers and turns counting on; later calls return the
+/// registry made by the first.
+pub fn install(workers: usize) -> &'static Registry {
+    REGISTRY.get_or_init(|| Registry::new(workers))
+}
+
+/// The registry, when metrics are on.
+pub fn registry() -> Option<&'static Registry> {
+    REGISTRY.get()
+}
+
+/// `worker`'s slot, or `None` when metrics are off. Callers keep the result rather than asking
+/// per observation (see the module notes).
+pub fn worker(worker: usize) -> Option<&'static WorkerMetrics> {
+    registry().map(|r| r.worker(worker))
+}
+
+/// Nanoseconds in `d`, saturating (a u64 of nanoseconds lasts 584 years).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_labels_are_the_bounds_in_seconds_ascending() {
+        for pair in LATENCY_BUCKETS.windows(2) {
+            assert!(pair[0].0 < pair[1].0);
+        }
+        for (nanos, label) in LATENCY_BUCKETS {
+            let seconds: f64 = label.parse().unwrap();
+            assert_eq!((seconds * 1e9).round() as u64, nanos, "{label}");
+        }
+    }
+
+    #[test]
+    fn every_status_and_route_has_its_own_index() {
+        for (i, s) in STATUSES.iter().enumerate().take(STATUSES.len() - 1) {
+            assert_eq!(status_index(s.parse().unwrap()), i, "{s}");
+        }
+        assert_eq!(STATUSES[status_index(418)], "other");
+        for (i, r) in ROUTES.iter().enumerate() {
+            assert_eq!(route_index(r), i);
+        }
+        assert_eq!(ROUTES[route_index("/nope")], ROUTE_OTHER);
+    }
+
+    #[test]
+    fn outcome_and_kind_labels_follow_their_enums() {
+        assert_eq!(BID_OUTCOMES[BidOutcome::NotFound as usize], "not_found");
+        assert_eq!(BID_OUTCOMES[BidOutcome::TooLow as usize], "too_low");
+        assert_eq!(ERROR_KINDS[ErrorKind::Auth as usize], "auth");
+        assert_eq!(ERROR_KINDS[ErrorKind::Server as usize], "server");
+    }
+}

@@ -1,0 +1,301 @@
+//! The numbers: one slot per worker, written with relaxed atomic adds, summed by a scrape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::render::{HistogramCounts, Snapshot};
+use super::{nanos, route_index, status_index, BidOutcome, ErrorKind};
+use super::{BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, LATENCY_BUCKETS, ROUTES, STATUSES};
+
+/// Buckets of a histogram slot: one per bound, plus the overflow (`+Inf` only).
+const SLOTS: usize = LATENCY_BUCKETS.len() + 1;
+
+/// Every worker's slot, allocated once.
+pub struct Registry {
+    workers: Box<[WorkerMetrics]>,
+    /// Taken when the registry is made, at start-up: `process_start_time_seconds`.
+    started: SystemTime,
+}
+
+impl Registry {
+    /// Slots for `workers` workers (at least one).
+    pub fn new(workers: usize) -> Registry {
+        Registry {
+            workers: (0..workers.max(1))
+                .map(|_| WorkerMetrics::default())
+                .collect(),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// `worker`'s slot. An index past the end (a caller that knows more workers than the
+    /// registry was made for) shares a slot rather than failing: adds stay exact either way.
+    pub fn worker(&self, worker: usize) -> &WorkerMetrics {
+        &self.workers[worker % self.workers.len()]
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Every slot summed. The values are read one by one while workers keep writing, so a scrape
+    /// taken mid-request may see a bucket without its sum; Prometheus tolerates that, and the next
+    /// scrape is whole again. `_count` is the sum of the buckets, so it always equals `+Inf`.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot {
+            requests: Vec::new(),
+            bids: [0; BID_OUTCOMES.len()],
+            fast_path: [0; FAST_PATH_RESULTS.len()],
+            pg_query: HistogramCounts::default(),
+            pg_errors: [0; ERROR_KINDS.len()],
+            pg_reconnects: 0,
+            redis_command: HistogramCounts::default(),
+            redis_errors: [0; ERROR_KINDS.len()],
+            redis_reconnects: 0,
+            connections_accepted: 0,
+            open_connections: Vec::new(),
+            start_time_seconds: self
+                .started
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            process: None,
+        };
+        for route in 0..ROUTES.len() {
+            for status in 0..STATUSES.len() {
+                let mut h = HistogramCounts::default();
+                for w in self.workers.iter() {
+                    w.requests[route][status].add_to(&mut h);
+                }
+                if h.count() > 0 {
+                    s.requests.push((route, status, h));
+                }
+            }
+        }
+        for w in self.workers.iter() {
+            add_all(&mut s.bids, &w.bids);
+            add_all(&mut s.fast_path, &w.fast_path);
+            w.pg_query.add_to(&mut s.pg_query);
+            add_all(&mut s.pg_errors, &w.pg_errors);
+            s.pg_reconnects += w.pg_reconnects.get();
+            w.redis_command.add_to(&mut s.redis_command);
+            add_all(&mut s.redis_errors, &w.redis_errors);
+            s.redis_reconnects += w.redis_reconnects.get();
+            s.connections_accepted += w.connections_accepted.get();
+        }
+        s
+    }
+}
+
+fn add_all(into: &mut [u64], from: &[Counter]) {
+    for (sum, c) in into.iter_mut().zip(from) {
+        *sum += c.get();
+    }
+}
+
+/// One worker's numbers. Aligned to 128 bytes (two cache lines, the unit the adjacent-line
+/// prefetcher pulls together) so that two workers' slots never share a line.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct WorkerMetrics {
+    requests: [[Histogram; STATUSES.len()]; ROUTES.len()],
+    bids: [Counter; BID_OUTCOMES.len()],
+    fast_path: [Counter; FAST_PATH_RESULTS.len()],
+    pg_query: Histogram,
+    pg_errors: [Counter; ERROR_KINDS.len()],
+    pg_reconnects: Counter,
+    redis_command: Histogram,
+    redis_errors: [Counter; ERROR_KINDS.len()],
+    redis_reconnects: Counter,
+    connections_accepted: Counter,
+}
+
+impl WorkerMetrics {
+    /// A request answered: its route label (one of [`ROUTES`]), status and time taken.
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        self.requests[route_index(route)][status_index(status)].observe(took);
+    }
+
+    /// A bid decided, by PostgreSQL or by the fast path.
+    pub fn bid(&self, outcome: BidOutcome) {
+        self.bids[outcome as usize].add(1);
+    }
+
+    /// A fast-path lookup: `hit` when it answered the bid without PostgreSQL.
+    pub fn fast_path(&self, hit: bool) {
+        self.fast_path[usize::from(!hit)].add(1);
+    }
+
+    /// A PostgreSQL request answered (with rows or an error): from queueing to the reply.
+    pub fn pg_query(&self, took: Duration) {
+        self.pg_query.observe(took);
+    }
+
+    pub fn pg_error(&self, kind: ErrorKind) {
+        self.pg_errors[kind as usize].add(1);
+    }
+
+    pub fn pg_reconnect(&self) {
+        self.pg_reconnects.add(1);
+    }
+
+    /// A Redis command answered: from queueing to the reply.
+    pub fn redis_command(&self, took: Duration) {
+        self.redis_command.observe(took);
+    }
+
+    pub fn redis_error(&self, kind: ErrorKind) {
+        self.redis_errors[kind as usize].add(1);
+    }
+
+    pub fn redis_reconnect(&self) {
+        self.redis_reconnects.add(1);
+    }
+
+    pub fn connection_accepted(&self) {
+        self.connections_accepted.add(1);
+    }
+}
+
+/// A monotonic count. Relaxed: nothing else is ordered by it, and a scrape needs no more than
+/// each value eventually seen.
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-bucket (not cumulative) counts and the sum in nanoseconds: one observation is two adds,
+/// and the renderer makes the buckets cumulative.
+#[derive(Default)]
+struct Histogram {
+    buckets: [Counter; SLOTS],
+    sum_nanos: Counter,
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
+        let ns = nanos(took);
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|(bound, _)| ns <= *bound)
+            .unwrap_or(SLOTS - 1);
+        self.buckets[slot].add(1);
+        self.sum_nanos.add(ns);
+    }
+
+    fn add_to(&self, into: &mut HistogramCounts) {
+        for (sum, c) in into.buckets.iter_mut().zip(&self.buckets) {
+            *sum += c.get();
+        }
+        into.sum_nanos += self.sum_nanos.get();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_the_first_bucket_that_holds_them() {
+        let r = Registry::new(2);
+        let w = r.worker(1);
+        w.request("/health", 200, Duration::from_micros(50)); // on the bound: le is inclusive
+        w.request("/health", 200, Duration::from_micros(51));
+        w.request("/health", 200, Duration::from_secs(3)); // past the last bound
+        w.request("/nope", 418, Duration::from_millis(1));
+        let s = r.snapshot();
+        assert_eq!(s.requests.len(), 2);
+        let (route, status, h) = &s.requests[0];
+        assert_eq!((ROUTES[*route], STATUSES[*status]), ("/health", "200"));
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[SLOTS - 1], 1);
+        assert_eq!(h.count(), 3);
+        assert_eq!(h.sum_nanos, 50_000 + 51_000 + 3_000_000_000);
+        let (route, status, _) = &s.requests[1];
+        assert_eq!((ROUTES[*route], STATUSES[*status]), ("other", "other"));
+    }
+
+    #[test]
+    fn a_scrape_sums_every_worker() {
+        let r = Registry::new(3);
+        for w in 0..3 {
+            r.worker(w).bid(BidOutcome::Accepted);
+            r.worker(w).fast_path(w == 0);
+            r.worker(w).pg_query(Duration::from_micros(300));
+            r.worker(w).pg_error(ErrorKind::Timeout);
+            r.worker(w).redis_reconnect();
+            r.worker(w).connection_accepted();
+        }
+        r.worker(4).bid(BidOutcome::TooLow); // wraps onto worker 1
+        let s = r.snapshot();
+        assert_eq!(s.bids, [3, 1, 0, 0, 0]);
+        assert_eq!(s.fast_path, [1, 2]);
+        assert_eq!(s.pg_query.count(), 3);
+        assert_eq!(s.pg_query.sum_nanos, 900_000);
+        assert_eq!(s.pg_errors[ErrorKind::Timeout as usize], 3);
+        assert_eq!(s.redis_reconnects, 3);
+        assert_eq!(s.connections_accepted, 3);
+        assert!(s.requests.is_empty());
+        assert!(s.start_time_seconds > 1.0e9);
+    }
+
+    #[test]
+    fn slots_do_not_share_cache_lines() {
+        let r = Registry::new(2);
+        let a = r.worker(0) as *const WorkerMetrics as usize;
+        let b = r.worker(1) as *const WorkerMetrics as usize;
+        assert_eq!(a % 128, 0);
+        assert!(b - a >= std::mem::size_of::<WorkerMetrics>());
+    }
+
+    /// What recording costs: `cargo test --release --lib metrics::registry::tests::cost --
+    /// --ignored --nocapture`. Times one request observation, and the two ways a slot could be
+    /// written (locked add, plain load and store) for comparison.
+    #[test]
+    #[ignore]
+    fn cost() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        const ROUNDS: u32 = 20_000_000;
+        let r = Registry::new(1);
+        let w = black_box(r.worker(0));
+        let per = |t: Instant| t.elapsed().as_nanos() as f64 / f64::from(ROUNDS);
+        let t = Instant::now();
+        for i in 0..ROUNDS {
+            w.request(
+                black_box("/api/bids"),
+                black_box(201),
+                Duration::from_nanos(u64::from(i % 4096) * 200),
+            );
+        }
+        let request = per(t);
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            let _ = black_box(Instant::now());
+        }
+        let clock = per(t);
+        let cell = black_box(AtomicU64::new(0));
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+        let locked = per(t);
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        let plain = per(t);
+        println!(
+            "request observation {request:.1} ns, Instant::now {clock:.1} ns, \
+             fetch_add {locked:.2} ns, load+store {plain:.2} ns"
+        );
+    }
+}
