@@ -4,10 +4,10 @@ pub mod auth;
 pub mod error;
 pub mod json;
 mod query;
+pub mod routes;
 
 use crate::cache::{BidCache, CacheStatus};
 use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSION_SECS};
-use crate::domain::parse_id;
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
 use crate::storage::queries::{self, BidInput, BidOutcome};
@@ -15,6 +15,7 @@ use crate::storage::Store;
 use auth::{Auth, Caller, Role};
 use error::ApiError;
 use json::Raw;
+pub use routes::{RouteSpec, OPENAPI_JSON, ROUTES};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -66,43 +67,12 @@ fn now() -> Timestamp {
     Timestamp::from_unix_micros(micros)
 }
 
-fn is_get(method: &str) -> bool {
-    method == "GET" || method == "HEAD"
-}
-
 fn route(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
-    let m = req.method;
-    match req.path {
-        "/health" if is_get(m) => Ok(Response::json(200, br#"{"status":"ok"}"#.to_vec())),
-        "/ready" if is_get(m) => ready(ctx),
-        "/health" | "/ready" => not_allowed("GET, HEAD"),
-        "/api/auctions" if is_get(m) => list_auctions(ctx, req),
-        "/api/auctions" if m == "POST" => create_auction(ctx, req),
-        "/api/auctions" => not_allowed("GET, HEAD, POST"),
-        "/api/bids" if m == "POST" => place_bid(ctx, req),
-        "/api/bids" => not_allowed("POST"),
-        path => route_by_id(ctx, req, path),
-    }
-}
-
-fn route_by_id(ctx: &WorkerContext, req: &Request<'_>, path: &str) -> ApiResult {
-    let (handler, id): (fn(&WorkerContext, &Request<'_>, i64) -> ApiResult, _) =
-        if let Some(rest) = path.strip_prefix("/api/auctions/") {
-            (get_auction, rest)
-        } else if let Some(rest) = path.strip_prefix("/api/bids/") {
-            (list_bids, rest)
-        } else {
-            return Err(ApiError::NotFound);
-        };
-    let id = parse_id(id).ok_or(ApiError::NotFound)?;
-    if !is_get(req.method) {
-        return not_allowed("GET, HEAD");
-    }
+    let (spec, id) = routes::find(req.path).ok_or(ApiError::NotFound)?;
+    let handler = spec
+        .handler(req.method)
+        .ok_or(ApiError::MethodNotAllowed { allow: spec.allow })?;
     handler(ctx, req, id)
-}
-
-fn not_allowed(allow: &'static str) -> ApiResult {
-    Err(ApiError::MethodNotAllowed { allow })
 }
 
 fn json_response(status: u16, write: impl FnOnce(&mut Vec<u8>)) -> Response {
