@@ -5,10 +5,10 @@ pub mod error;
 pub mod idempotency;
 pub mod json;
 mod query;
+pub mod routes;
 
 use crate::cache::{BidCache, CacheStatus};
 use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSION_SECS};
-use crate::domain::parse_id;
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
 use crate::metrics::{self, WorkerMetrics};
@@ -17,6 +17,7 @@ use crate::storage::Store;
 use auth::{Auth, Caller, Role};
 use error::ApiError;
 use json::Raw;
+pub use routes::{RouteSpec, OPENAPI_JSON, ROUTES};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -67,24 +68,10 @@ impl Service for Api {
     }
 }
 
-/// The route template a path falls under, for metrics (one of `metrics::ROUTES`). Mirrors
-/// `route`'s paths without deciding anything: an id segment counts under its template even when
-/// it is not a valid id (that request's 404 is still a request to the template).
+/// The route template a path falls under, for metrics: the route table's own template, or
+/// `other` for a path no route serves (an ID that is not one included).
 fn route_template(path: &str) -> &'static str {
-    let id_under = |prefix: &str| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
-    };
-    match path {
-        "/health" => "/health",
-        "/ready" => "/ready",
-        "/api/auctions" => "/api/auctions",
-        "/api/bids" => "/api/bids",
-        "/openapi.json" => "/openapi.json",
-        _ if id_under("/api/auctions/") => "/api/auctions/{id}",
-        _ if id_under("/api/bids/") => "/api/bids/{auction_id}",
-        _ => metrics::ROUTE_OTHER,
-    }
+    routes::find(path).map_or(metrics::ROUTE_OTHER, |(spec, _)| spec.path)
 }
 
 /// Counts a decided bid in the worker's metrics.
@@ -122,43 +109,12 @@ fn now() -> Timestamp {
     Timestamp::from_unix_micros(micros)
 }
 
-fn is_get(method: &str) -> bool {
-    method == "GET" || method == "HEAD"
-}
-
 fn route(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
-    let m = req.method;
-    match req.path {
-        "/health" if is_get(m) => Ok(Response::json(200, br#"{"status":"ok"}"#.to_vec())),
-        "/ready" if is_get(m) => ready(ctx),
-        "/health" | "/ready" => not_allowed("GET, HEAD"),
-        "/api/auctions" if is_get(m) => list_auctions(ctx, req),
-        "/api/auctions" if m == "POST" => create_auction(ctx, req),
-        "/api/auctions" => not_allowed("GET, HEAD, POST"),
-        "/api/bids" if m == "POST" => place_bid(ctx, req),
-        "/api/bids" => not_allowed("POST"),
-        path => route_by_id(ctx, req, path),
-    }
-}
-
-fn route_by_id(ctx: &WorkerContext, req: &Request<'_>, path: &str) -> ApiResult {
-    let (handler, id): (fn(&WorkerContext, &Request<'_>, i64) -> ApiResult, _) =
-        if let Some(rest) = path.strip_prefix("/api/auctions/") {
-            (get_auction, rest)
-        } else if let Some(rest) = path.strip_prefix("/api/bids/") {
-            (list_bids, rest)
-        } else {
-            return Err(ApiError::NotFound);
-        };
-    let id = parse_id(id).ok_or(ApiError::NotFound)?;
-    if !is_get(req.method) {
-        return not_allowed("GET, HEAD");
-    }
+    let (spec, id) = routes::find(req.path).ok_or(ApiError::NotFound)?;
+    let handler = spec
+        .handler(req.method)
+        .ok_or(ApiError::MethodNotAllowed { allow: spec.allow })?;
     handler(ctx, req, id)
-}
-
-fn not_allowed(allow: &'static str) -> ApiResult {
-    Err(ApiError::MethodNotAllowed { allow })
 }
 
 fn json_response(status: u16, write: impl FnOnce(&mut Vec<u8>)) -> Response {
@@ -504,7 +460,7 @@ fn list_bids(ctx: &WorkerContext, req: &Request<'_>, auction_id: i64) -> ApiResu
 
 #[cfg(test)]
 mod tests {
-    use super::route_template;
+    use super::{route_template, routes};
     use crate::metrics::ROUTES;
 
     #[test]
@@ -514,7 +470,7 @@ mod tests {
             ("/ready", "/ready"),
             ("/api/auctions", "/api/auctions"),
             ("/api/auctions/17", "/api/auctions/{id}"),
-            ("/api/auctions/abc", "/api/auctions/{id}"),
+            ("/api/auctions/abc", "other"),
             ("/api/auctions/", "other"),
             ("/api/auctions/1/bids", "other"),
             ("/api/bids", "/api/bids"),
@@ -525,6 +481,13 @@ mod tests {
         ] {
             assert_eq!(route_template(path), template, "{path}");
             assert!(ROUTES.contains(&route_template(path)));
+        }
+    }
+
+    #[test]
+    fn every_route_has_a_metrics_label() {
+        for spec in routes::ROUTES {
+            assert!(ROUTES.contains(&spec.path), "{}", spec.path);
         }
     }
 }

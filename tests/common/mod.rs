@@ -212,6 +212,12 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads one response (Content-Length framed).
 pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Reply> {
+    read_reply_to(s, "GET")
+}
+
+/// Reads the response to a request made with `method`: an answer to HEAD has a `Content-Length`
+/// but no body.
+pub fn read_reply_to(s: &mut TcpStream, method: &str) -> std::io::Result<Reply> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -241,7 +247,7 @@ pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Reply> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0u8; len];
+    let mut body = vec![0u8; if method == "HEAD" { 0 } else { len }];
     s.read_exact(&mut body)?;
     Ok(Reply {
         status,

@@ -1,0 +1,187 @@
+//! The route table: every path the API serves and its methods. The router dispatches from it, and
+//! the OpenAPI document (`openapi.json`, served at `/openapi.json`) is tested against it, so the
+//! document cannot drift from the routes the server really has.
+
+use super::{ApiResult, WorkerContext};
+use crate::domain::parse_id;
+use crate::http::{Request, Response};
+
+/// A handler gets the ID in the path (0 for paths without one).
+pub(super) type Handler = fn(&WorkerContext, &Request<'_>, i64) -> ApiResult;
+
+pub struct RouteSpec {
+    /// The path as the OpenAPI document writes it. At most one `{name}` segment, always the last:
+    /// an ID (canonical decimal, 1 to `i64::MAX`); a path whose ID is not one matches no route (404).
+    pub path: &'static str,
+    /// The `Allow` header: the methods served, `HEAD` wherever `GET` is.
+    pub allow: &'static str,
+    /// Answers `GET` and `HEAD` (the HTTP layer drops a HEAD answer's body).
+    pub(super) get: Option<Handler>,
+    pub(super) post: Option<Handler>,
+}
+
+impl RouteSpec {
+    /// The methods served, as `Allow` lists them.
+    pub fn methods(&self) -> impl Iterator<Item = &'static str> {
+        self.allow.split(", ")
+    }
+
+    /// The handler for `method`, or `None` when this path does not serve it (405).
+    pub(super) fn handler(&self, method: &str) -> Option<Handler> {
+        match method {
+            "GET" | "HEAD" => self.get,
+            "POST" => self.post,
+            _ => None,
+        }
+    }
+
+    /// The path's ID (0 when the template has none) when `path` matches this template.
+    fn matches(&self, path: &str) -> Option<i64> {
+        match self.path.split_once('{') {
+            None => (self.path == path).then_some(0),
+            Some((prefix, _)) => path.strip_prefix(prefix).and_then(parse_id),
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document of the whole API, kept beside this file.
+pub const OPENAPI_JSON: &[u8] = include_bytes!("openapi.json");
+
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        path: "/health",
+        allow: "GET, HEAD",
+        get: Some(|_, _, _| Ok(Response::json(200, br#"{"status":"ok"}"#.to_vec()))),
+        post: None,
+    },
+    RouteSpec {
+        path: "/ready",
+        allow: "GET, HEAD",
+        get: Some(|ctx, _, _| super::ready(ctx)),
+        post: None,
+    },
+    RouteSpec {
+        path: "/api/auctions",
+        allow: "GET, HEAD, POST",
+        get: Some(|ctx, req, _| super::list_auctions(ctx, req)),
+        post: Some(|ctx, req, _| super::create_auction(ctx, req)),
+    },
+    RouteSpec {
+        path: "/api/auctions/{id}",
+        allow: "GET, HEAD",
+        get: Some(super::get_auction),
+        post: None,
+    },
+    RouteSpec {
+        path: "/api/bids",
+        allow: "POST",
+        get: None,
+        post: Some(|ctx, req, _| super::place_bid(ctx, req)),
+    },
+    RouteSpec {
+        path: "/api/bids/{auction_id}",
+        allow: "GET, HEAD",
+        get: Some(super::list_bids),
+        post: None,
+    },
+    RouteSpec {
+        path: "/openapi.json",
+        allow: "GET, HEAD",
+        get: Some(|_, _, _| Ok(Response::json(200, OPENAPI_JSON.to_vec()))),
+        post: None,
+    },
+];
+
+/// The route serving `path` and the path's ID (0 when it has none); `None` is a 404.
+pub fn find(path: &str) -> Option<(&'static RouteSpec, i64)> {
+    ROUTES
+        .iter()
+        .find_map(|r| r.matches(path).map(|id| (r, id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The keys of an OpenAPI path item that are operations.
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    #[test]
+    fn allow_lists_exactly_the_methods_with_handlers() {
+        for r in ROUTES {
+            let mut served = Vec::new();
+            if r.get.is_some() {
+                served.extend(["GET", "HEAD"]);
+            }
+            if r.post.is_some() {
+                served.push("POST");
+            }
+            assert_eq!(r.methods().collect::<Vec<_>>(), served, "{}", r.path);
+            for m in ["PUT", "PATCH", "DELETE", "OPTIONS", "get", "TRACE"] {
+                assert!(r.handler(m).is_none(), "{} {m}", r.path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_finds_its_own_route_and_only_ids_fill_templates() {
+        for r in ROUTES {
+            let concrete = match r.path.split_once('{') {
+                None => r.path.to_owned(),
+                Some((prefix, rest)) => {
+                    assert!(rest.ends_with('}') && !rest.contains('/'), "{}", r.path);
+                    format!("{prefix}9223372036854775807")
+                }
+            };
+            let (found, _) = find(&concrete).unwrap();
+            assert_eq!(found.path, r.path);
+        }
+        assert_eq!(
+            find("/api/auctions/42").map(|(r, id)| (r.path, id)),
+            Some(("/api/auctions/{id}", 42))
+        );
+        for unknown in [
+            "/",
+            "/api",
+            "/api/auctions/",
+            "/api/auctions/0",
+            "/api/auctions/01",
+            "/api/auctions/1e3",
+            "/api/auctions/abc",
+            "/api/auctions/1/",
+            "/api/auctions/1/bids",
+            "/api/bids/-1",
+            "/api/auctions/9223372036854775808",
+            "/health/",
+            "/HEALTH",
+            "/openapi",
+        ] {
+            assert!(find(unknown).is_none(), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_slice(OPENAPI_JSON).unwrap();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| METHODS.contains(&k.as_str()))
+                    .map(move |m| (path.clone(), m.to_ascii_uppercase()))
+            })
+            .collect();
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|r| r.methods().map(|m| (r.path.to_owned(), m.to_owned())))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+}
