@@ -34,6 +34,25 @@ CREATE TYPE gavel_bid_answer AS (
     bid_count      bigint
 );
 
+-- What an auction creation under a key returns: replay as for bids, answered_at the clock the
+-- first answer derived the auction's status from, then the auction as auction_select! reads it.
+CREATE TYPE gavel_auction_answer AS (
+    replay              smallint,
+    answered_at         timestamptz,
+    a_id                bigint,
+    a_title             text,
+    a_seller_id         bigint,
+    a_start_price       numeric,
+    a_min_increment     numeric,
+    a_starts_at         timestamptz,
+    a_ends_at           timestamptz,
+    a_extension_seconds integer,
+    a_current_price     numeric,
+    a_leader_id         bigint,
+    a_bid_count         bigint,
+    a_created_at        timestamptz
+);
+
 -- Claims a key for this transaction. claimed: the key is new, or its 24 hours are over and it starts
 -- afresh. Otherwise same_request tells whether the stored request matches, and answer is its stored
 -- answer (NULL when this same transaction claimed the key earlier and has not answered yet).
@@ -164,8 +183,8 @@ BEGIN
 END
 $$;
 
--- Creates an auction under an idempotency key. replay as for bids; answered_at is the clock the
--- first answer derived the auction's status from, so a replay renders the very same body.
+-- Creates an auction under an idempotency key; a replay renders the very same body from what it
+-- returns.
 CREATE FUNCTION gavel_create_auction(
     p_caller            bigint,
     p_key               text,
@@ -179,22 +198,7 @@ CREATE FUNCTION gavel_create_auction(
     p_ends_at           timestamptz,
     p_extension_seconds integer
 )
-RETURNS TABLE (
-    replay              smallint,
-    answered_at         timestamptz,
-    a_id                bigint,
-    a_title             text,
-    a_seller_id         bigint,
-    a_start_price       numeric,
-    a_min_increment     numeric,
-    a_starts_at         timestamptz,
-    a_ends_at           timestamptz,
-    a_extension_seconds integer,
-    a_current_price     numeric,
-    a_leader_id         bigint,
-    a_bid_count         bigint,
-    a_created_at        timestamptz
-)
+RETURNS SETOF gavel_auction_answer
 LANGUAGE plpgsql AS $$
 DECLARE
     c record;
@@ -224,22 +228,7 @@ $$;
 
 -- Unpacks a stored auction answer into gavel_create_auction's columns.
 CREATE FUNCTION gavel_stored_auction(p_answer jsonb, p_replay smallint)
-RETURNS TABLE (
-    replay              smallint,
-    answered_at         timestamptz,
-    a_id                bigint,
-    a_title             text,
-    a_seller_id         bigint,
-    a_start_price       numeric,
-    a_min_increment     numeric,
-    a_starts_at         timestamptz,
-    a_ends_at           timestamptz,
-    a_extension_seconds integer,
-    a_current_price     numeric,
-    a_leader_id         bigint,
-    a_bid_count         bigint,
-    a_created_at        timestamptz
-)
+RETURNS SETOF gavel_auction_answer
 LANGUAGE sql STABLE AS $$
     SELECT p_replay, (p_answer ->> 'answered_at')::timestamptz, a.id, a.title, a.seller_id,
            a.start_price, a.min_increment, a.starts_at, a.ends_at, a.extension_seconds,

@@ -67,22 +67,6 @@ fn fast_path(result: &str) -> String {
     format!("gavel_bid_fast_path_total{{result=\"{result}\"}}")
 }
 
-/// An auction that opened a minute ago, so the fast path (which steps aside near the start)
-/// applies to its bids.
-fn started_auction(addr: SocketAddr) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    let starts_at = gavel::domain::time::Timestamp::from_unix_micros(now - 60_000_000);
-    let body = format!(
-        r#"{{"title":"lot","seller_id":1,"start_price":"10.00","min_increment":"1.00","starts_at":"{starts_at}","duration_seconds":3600}}"#
-    );
-    let r = post(addr, "/api/auctions", &body);
-    assert_eq!(r.status, 201, "{}", r.json());
-    r.json()["id"].as_i64().unwrap()
-}
-
 fn bid(addr: SocketAddr, auction: i64, amount: &str) -> Reply {
     post(
         addr,
@@ -188,7 +172,7 @@ fn counts_move_by_exactly_what_was_done() {
     wait_for("Redis to be up", || {
         get(addr, "/ready").json()["status"] == "ready"
     });
-    let auction = started_auction(addr);
+    let auction = started_auction(addr, "10.00", "1.00");
 
     let before = scrape(admin);
     for _ in 0..3 {

@@ -310,6 +310,21 @@ pub fn open_auction(addr: SocketAddr, seller: i64, start: &str, inc: &str) -> Va
     r.json()
 }
 
+/// An auction that opened a minute ago, so the fast path (which steps aside near the start) applies.
+pub fn started_auction(addr: SocketAddr, start: &str, inc: &str) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let starts_at = gavel::domain::time::Timestamp::from_unix_micros(now - 60_000_000);
+    let body = format!(
+        r#"{{"title":"lot","seller_id":1,"start_price":"{start}","min_increment":"{inc}","starts_at":"{starts_at}","duration_seconds":3600}}"#
+    );
+    let r = post(addr, "/api/auctions", &body);
+    assert_eq!(r.status, 201, "{}", r.json());
+    r.json()["id"].as_i64().unwrap()
+}
+
 pub fn assert_healthy(addr: SocketAddr) {
     let r = get(addr, "/health");
     assert_eq!(r.status, 200);
