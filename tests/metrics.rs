@@ -324,3 +324,43 @@ fn listening_ports(pid: u32) -> HashSet<u16> {
     }
     ports
 }
+
+#[test]
+fn the_admin_listener_bounds_heads_and_slow_clients() {
+    use gavel::metrics::admin::{ADMIN_MAX_REQUEST_BYTES, ADMIN_READ_TIMEOUT_MILLIS};
+    let server = spawn_server(&test_db_name("metrics_limits"), &[]);
+    let admin = server.admin.expect("admin listener");
+    // A head of exactly the bound is read; one byte more is refused.
+    let head = |len: usize| {
+        let start = "GET /metrics HTTP/1.1\r\nX-Pad: ";
+        let pad = len - start.len() - 4;
+        format!("{start}{}\r\n\r\n", "a".repeat(pad))
+    };
+    assert_eq!(
+        raw(admin, head(ADMIN_MAX_REQUEST_BYTES).as_bytes()).status,
+        200
+    );
+    assert_eq!(
+        raw(admin, head(ADMIN_MAX_REQUEST_BYTES + 1).as_bytes()).status,
+        400
+    );
+    // A client trickling its head keeps the listener no longer than the read deadline.
+    let slow = std::thread::spawn(move || {
+        let mut s = connect(admin);
+        for _ in 0..40 {
+            if s.write_all(b"G").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    scrape(admin);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(ADMIN_READ_TIMEOUT_MILLIS + 1_000),
+        "a scrape waited {waited:?} behind a slow client"
+    );
+    slow.join().unwrap();
+}

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::render::{render, ProcessStats, CONTENT_TYPE};
 use super::Registry;
@@ -20,8 +20,9 @@ pub const ADMIN_MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Most header lines parsed in a request; collectors send fewer than ten.
 pub const ADMIN_MAX_HEADERS: usize = 32;
 
-/// Time allowed for a request head to arrive. Connections are served one at a time, so this is
-/// also the longest a silent client delays the next scrape; collectors send at once.
+/// Time allowed for a whole request head to arrive, however it trickles in. Connections are served
+/// one at a time, so this is also the longest a slow or silent client delays the next scrape;
+/// collectors send at once.
 pub const ADMIN_READ_TIMEOUT_MILLIS: u64 = 2000;
 
 /// Time allowed to hand a response to the kernel, for the same reason as the read timeout.
@@ -97,9 +98,9 @@ fn answer(
     registry: &Registry,
     open_connections: &dyn Fn() -> Vec<u64>,
 ) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_millis(ADMIN_READ_TIMEOUT_MILLIS)))?;
     stream.set_write_timeout(Some(Duration::from_millis(ADMIN_WRITE_TIMEOUT_MILLIS)))?;
-    let ask = read_request(&mut stream)?;
+    let deadline = Instant::now() + Duration::from_millis(ADMIN_READ_TIMEOUT_MILLIS);
+    let ask = read_request(&mut stream, deadline)?;
     let response = match ask {
         Ask::Metrics { head_only } => {
             let mut snapshot = registry.snapshot();
@@ -134,11 +135,17 @@ fn answer(
     stream.flush()
 }
 
-/// Reads until a whole head has arrived, the size bound is reached or the client stops.
-fn read_request(stream: &mut TcpStream) -> io::Result<Ask> {
+/// Reads until a whole head has arrived, the size bound or the deadline is reached, or the client
+/// stops.
+fn read_request(stream: &mut TcpStream, deadline: Instant) -> io::Result<Ask> {
     let mut buf = vec![0u8; ADMIN_MAX_REQUEST_BYTES];
     let mut filled = 0;
     loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(io::ErrorKind::TimedOut)?;
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf[filled..])?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
