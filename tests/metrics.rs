@@ -364,3 +364,38 @@ fn the_admin_listener_bounds_heads_and_slow_clients() {
     );
     slow.join().unwrap();
 }
+
+#[test]
+fn keyed_requests_are_counted_by_result_and_replays_decide_no_bid() {
+    let server = spawn_server(&test_db_name("metrics_keys"), &[]);
+    let (addr, admin) = (server.addr, server.admin.expect("admin listener"));
+    let auction = open_auction(addr, 1, "10", "1")["id"].as_i64().unwrap();
+    let keyed = |path: &str, body: &str| {
+        let mut s = connect(addr);
+        send(
+            &mut s,
+            "POST",
+            path,
+            Some(body),
+            &[("Idempotency-Key", "m")],
+        );
+        read_reply(&mut s).unwrap().status
+    };
+    let before = scrape(admin);
+    let bid = format!(r#"{{"auction_id":{auction},"amount":"10","bidder_id":5}}"#);
+    assert_eq!(keyed("/api/bids", &bid), 201);
+    assert_eq!(keyed("/api/bids", &bid), 201);
+    let other = format!(r#"{{"auction_id":{auction},"amount":"11","bidder_id":5}}"#);
+    assert_eq!(keyed("/api/bids", &other), 422);
+    let create = r#"{"title":"k","seller_id":6,"start_price":"1","duration_seconds":60}"#;
+    assert_eq!(keyed("/api/auctions", create), 201);
+    assert_eq!(keyed("/api/auctions", create), 201);
+    let after = scrape(admin);
+    let moved = |series: &str| after.get(series) - before.get(series);
+    let result = |r: &str| format!("gavel_idempotent_requests_total{{result=\"{r}\"}}");
+    assert_eq!(moved(&result("fresh")), 2.0);
+    assert_eq!(moved(&result("replayed")), 2.0);
+    assert_eq!(moved(&result("mismatch")), 1.0);
+    assert_eq!(moved(&bids("accepted")), 1.0, "a replay decides no bid");
+    assert_eq!(moved(&count("/api/bids", 422)), 1.0);
+}

@@ -81,6 +81,17 @@ fn count_bid(ctx: &WorkerContext, outcome: metrics::BidOutcome) {
     }
 }
 
+/// Counts what came of a request with an `Idempotency-Key`.
+fn count_keyed<T>(ctx: &WorkerContext, answer: &Keyed<T>) {
+    if let Some(m) = ctx.metrics {
+        m.idempotent(match answer {
+            Keyed::Fresh(_) => metrics::KeyResult::Fresh,
+            Keyed::Replayed(_) => metrics::KeyResult::Replayed,
+            Keyed::Reused => metrics::KeyResult::Mismatch,
+        });
+    }
+}
+
 /// Counts a fast-path lookup; a hit is also a bid decided too low.
 fn count_fast_path(ctx: &WorkerContext, hit: bool) {
     if let Some(m) = ctx.metrics {
@@ -268,7 +279,11 @@ fn create_auction(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
     };
     let created = match &claim {
         None => Keyed::Fresh((queries::insert_auction(&ctx.store.write, &new)?, now)),
-        Some(claim) => queries::create_auction_keyed(&ctx.store.write, &new, claim, now)?,
+        Some(claim) => {
+            let created = queries::create_auction_keyed(&ctx.store.write, &new, claim, now)?;
+            count_keyed(ctx, &created);
+            created
+        }
     };
     auction_created(created)
 }
@@ -282,7 +297,10 @@ fn stored_auction_or(
 ) -> ApiResult {
     match claim {
         Some(claim) => match queries::stored_auction(&ctx.store.read, claim)? {
-            Some(stored) => auction_created(stored),
+            Some(stored) => {
+                count_keyed(ctx, &stored);
+                auction_created(stored)
+            }
             None => Err(invalid),
         },
         None => Err(invalid),
@@ -375,12 +393,16 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         }
         count_fast_path(ctx, false);
     }
+    let has_key = claim.is_some();
     let decision = ctx.store.bids.place(BidInput {
         auction_id,
         bidder_id,
         amount,
         key: claim,
     })?;
+    if has_key {
+        count_keyed(ctx, &decision.answer);
+    }
     // Replays decided nothing now, so only fresh decisions are counted.
     if let Keyed::Fresh(outcome) = &decision.answer {
         count_bid(ctx, bid_outcome(outcome));

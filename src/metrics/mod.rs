@@ -132,6 +132,21 @@ pub const BID_OUTCOMES: [&str; 5] = ["accepted", "too_low", "not_open", "forbidd
 /// Label values of `gavel_bid_fast_path_total`: answered from Redis, or sent on to PostgreSQL.
 pub const FAST_PATH_RESULTS: [&str; 2] = ["hit", "miss"];
 
+/// What came of a request with an `Idempotency-Key`: the `result` label of
+/// `gavel_idempotent_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyResult {
+    /// Decided now; its answer is stored with the key.
+    Fresh = 0,
+    /// The stored answer of an earlier request, sent again.
+    Replayed = 1,
+    /// The key was already used with another request (422).
+    Mismatch = 2,
+}
+
+/// Label values of [`KeyResult`], in its order.
+pub const KEY_RESULTS: [&str; 3] = ["fresh", "replayed", "mismatch"];
+
 /// What went wrong talking to PostgreSQL or Redis: the `kind` label of the error counters, one
 /// per variant of each client's error type (Redis has no `Auth`: its refusals are error replies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

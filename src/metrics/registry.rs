@@ -4,8 +4,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::render::{HistogramCounts, Snapshot};
-use super::{nanos, route_index, status_index, BidOutcome, ErrorKind};
-use super::{BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, LATENCY_BUCKETS, ROUTES, STATUSES};
+use super::{nanos, route_index, status_index, BidOutcome, ErrorKind, KeyResult};
+use super::{
+    BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, KEY_RESULTS, LATENCY_BUCKETS, ROUTES, STATUSES,
+};
 
 /// Buckets of a histogram slot: one per bound, plus the overflow (`+Inf` only).
 const SLOTS: usize = LATENCY_BUCKETS.len() + 1;
@@ -46,6 +48,7 @@ impl Registry {
             requests: Vec::new(),
             bids: [0; BID_OUTCOMES.len()],
             fast_path: [0; FAST_PATH_RESULTS.len()],
+            keys: [0; KEY_RESULTS.len()],
             pg_query: HistogramCounts::default(),
             pg_errors: [0; ERROR_KINDS.len()],
             pg_reconnects: 0,
@@ -74,6 +77,7 @@ impl Registry {
         for w in self.workers.iter() {
             add_all(&mut s.bids, &w.bids);
             add_all(&mut s.fast_path, &w.fast_path);
+            add_all(&mut s.keys, &w.keys);
             w.pg_query.add_to(&mut s.pg_query);
             add_all(&mut s.pg_errors, &w.pg_errors);
             s.pg_reconnects += w.pg_reconnects.get();
@@ -100,6 +104,7 @@ pub struct WorkerMetrics {
     requests: [[Histogram; STATUSES.len()]; ROUTES.len()],
     bids: [Counter; BID_OUTCOMES.len()],
     fast_path: [Counter; FAST_PATH_RESULTS.len()],
+    keys: [Counter; KEY_RESULTS.len()],
     pg_query: Histogram,
     pg_errors: [Counter; ERROR_KINDS.len()],
     pg_reconnects: Counter,
@@ -123,6 +128,11 @@ impl WorkerMetrics {
     /// A fast-path lookup: `hit` when it answered the bid without PostgreSQL.
     pub fn fast_path(&self, hit: bool) {
         self.fast_path[usize::from(!hit)].add(1);
+    }
+
+    /// A request with an `Idempotency-Key` answered, fresh, replayed or refused as a mismatch.
+    pub fn idempotent(&self, result: KeyResult) {
+        self.keys[result as usize].add(1);
     }
 
     /// A PostgreSQL request answered (with rows or an error): from queueing to the reply.

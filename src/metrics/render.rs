@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::{BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, LATENCY_BUCKETS, ROUTES, STATUSES};
+use super::{
+    BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, KEY_RESULTS, LATENCY_BUCKETS, ROUTES, STATUSES,
+};
 
 /// Content type of the text format, as Prometheus asks for it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -35,6 +37,7 @@ pub struct Snapshot {
     pub requests: Vec<(usize, usize, HistogramCounts)>,
     pub bids: [u64; BID_OUTCOMES.len()],
     pub fast_path: [u64; FAST_PATH_RESULTS.len()],
+    pub keys: [u64; KEY_RESULTS.len()],
     pub pg_query: HistogramCounts,
     pub pg_errors: [u64; ERROR_KINDS.len()],
     pub pg_reconnects: u64,
@@ -120,6 +123,15 @@ pub fn render(s: &Snapshot, version: &str) -> String {
     );
     for (result, n) in FAST_PATH_RESULTS.iter().zip(s.fast_path) {
         e.sample("gavel_bid_fast_path_total", &[("result", result)], n);
+    }
+    e.family(
+        "gavel_idempotent_requests_total",
+        "counter",
+        "Requests with an Idempotency-Key: fresh decided now, replayed answered from the stored \
+         answer, mismatch refused (the key was used with another request).",
+    );
+    for (result, n) in KEY_RESULTS.iter().zip(s.keys) {
+        e.sample("gavel_idempotent_requests_total", &[("result", result)], n);
     }
 
     e.family(
@@ -381,6 +393,7 @@ mod tests {
             requests: vec![(route_index("/api/bids"), status_index(201), h.clone())],
             bids: [1, 2, 3, 4, 5],
             fast_path: [6, 7],
+            keys: [8, 9, 10],
             pg_query: h.clone(),
             pg_errors: [1, 0, 0, 0, 0, 0],
             pg_reconnects: 2,
@@ -415,6 +428,7 @@ mod tests {
             "gavel_bids_total{outcome=\"accepted\"} 1",
             "gavel_bids_total{outcome=\"not_found\"} 5",
             "gavel_bid_fast_path_total{result=\"miss\"} 7",
+            "gavel_idempotent_requests_total{result=\"mismatch\"} 10",
             "gavel_postgres_query_duration_seconds_count 5",
             "gavel_postgres_errors_total{kind=\"unavailable\"} 1",
             "gavel_postgres_errors_total{kind=\"auth\"} 0",
