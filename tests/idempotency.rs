@@ -254,13 +254,20 @@ fn expired_keys_are_swept_and_live_ones_kept() {
          INSERT INTO idempotency_keys (caller_id, key, request_hash, answer, created_at) \
          VALUES (1, 'recent', '\\x00', '{}', now() - interval '1 hour')",
     );
-    let _server = spawn_server(&db, &[]);
+    let server = spawn_server(&db, &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while psql(&db, "SELECT count(*) FROM idempotency_keys") != "1" {
         assert!(Instant::now() < deadline, "expired keys were not swept");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(psql(&db, "SELECT key FROM idempotency_keys"), "recent");
+    let admin = server.admin.expect("admin listener");
+    let text = String::from_utf8(raw(admin, b"GET /metrics HTTP/1.1\r\n\r\n").body).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "gavel_idempotency_keys_swept_total 2500"),
+        "the sweep is counted"
+    );
 }
 
 #[test]

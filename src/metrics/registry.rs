@@ -56,6 +56,7 @@ impl Registry {
             redis_errors: [0; ERROR_KINDS.len()],
             redis_reconnects: 0,
             connections_accepted: 0,
+            keys_swept: 0,
             open_connections: Vec::new(),
             start_time_seconds: self
                 .started
@@ -85,6 +86,7 @@ impl Registry {
             add_all(&mut s.redis_errors, &w.redis_errors);
             s.redis_reconnects += w.redis_reconnects.get();
             s.connections_accepted += w.connections_accepted.get();
+            s.keys_swept += w.keys_swept.get();
         }
         s
     }
@@ -112,6 +114,7 @@ pub struct WorkerMetrics {
     redis_errors: [Counter; ERROR_KINDS.len()],
     redis_reconnects: Counter,
     connections_accepted: Counter,
+    keys_swept: Counter,
 }
 
 impl WorkerMetrics {
@@ -163,6 +166,11 @@ impl WorkerMetrics {
 
     pub fn connection_accepted(&self) {
         self.connections_accepted.add(1);
+    }
+
+    /// Expired idempotency keys deleted by the sweeper.
+    pub fn keys_swept(&self, n: u64) {
+        self.keys_swept.add(n);
     }
 }
 

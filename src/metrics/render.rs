@@ -45,6 +45,7 @@ pub struct Snapshot {
     pub redis_errors: [u64; ERROR_KINDS.len()],
     pub redis_reconnects: u64,
     pub connections_accepted: u64,
+    pub keys_swept: u64,
     /// Open connections, indexed by worker.
     pub open_connections: Vec<u64>,
     pub start_time_seconds: f64,
@@ -133,6 +134,12 @@ pub fn render(s: &Snapshot, version: &str) -> String {
     for (result, n) in KEY_RESULTS.iter().zip(s.keys) {
         e.sample("gavel_idempotent_requests_total", &[("result", result)], n);
     }
+    e.family(
+        "gavel_idempotency_keys_swept_total",
+        "counter",
+        "Expired idempotency keys deleted by this server's sweeper.",
+    );
+    e.sample("gavel_idempotency_keys_swept_total", &[], s.keys_swept);
 
     e.family(
         "gavel_postgres_query_duration_seconds",
@@ -401,6 +408,7 @@ mod tests {
             redis_errors: [0, 0, 1, 0, 0, 0],
             redis_reconnects: 3,
             connections_accepted: 9,
+            keys_swept: 11,
             open_connections: vec![4, 0],
             start_time_seconds: 1_700_000_000.25,
             process: Some(ProcessStats {
@@ -429,6 +437,7 @@ mod tests {
             "gavel_bids_total{outcome=\"not_found\"} 5",
             "gavel_bid_fast_path_total{result=\"miss\"} 7",
             "gavel_idempotent_requests_total{result=\"mismatch\"} 10",
+            "gavel_idempotency_keys_swept_total 11",
             "gavel_postgres_query_duration_seconds_count 5",
             "gavel_postgres_errors_total{kind=\"unavailable\"} 1",
             "gavel_postgres_errors_total{kind=\"auth\"} 0",

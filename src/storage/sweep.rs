@@ -4,6 +4,7 @@
 
 use super::pg::{Client, Config};
 use super::queries;
+use crate::metrics::WorkerMetrics;
 use crate::placement;
 use std::io;
 use std::time::{Duration, Instant};
@@ -29,8 +30,9 @@ pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
     placement::spawn_on(worker, "key-sweeper", SWEEPER_STACK_WORDS, move || {
         let client = Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)
             .unwrap_or_else(|_| Client::new(cfg, queries::STATEMENTS, worker));
+        let metrics = crate::metrics::worker(worker);
         loop {
-            sweep(&client, worker);
+            sweep(&client, worker, metrics);
             may::coroutine::sleep(Duration::from_secs(SWEEP_INTERVAL_SECS));
             placement::return_to(worker);
         }
@@ -38,10 +40,14 @@ pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
 }
 
 /// Deletes expired keys batch by batch until a batch comes back short.
-fn sweep(client: &Client, worker: usize) {
+fn sweep(client: &Client, worker: usize, metrics: Option<&WorkerMetrics>) {
     loop {
         let started = Instant::now();
-        match queries::sweep_keys(client, SWEEP_BATCH_ROWS) {
+        let swept = queries::sweep_keys(client, SWEEP_BATCH_ROWS);
+        if let (Ok(n), Some(m)) = (&swept, metrics) {
+            m.keys_swept(u64::try_from(*n).unwrap_or(0));
+        }
+        match swept {
             Ok(deleted) if deleted < SWEEP_BATCH_ROWS => return,
             Ok(_) => {
                 let pause = started
