@@ -88,6 +88,8 @@ DROP FUNCTION gavel_place_bids(bigint[], bigint[], numeric[]);
 -- Decides a batch of bids, some of them with idempotency keys (p_keys[i] NULL: none).
 -- replay: 0 decided now, 1 the stored answer of an earlier request with the same key and body,
 -- 2 the key was used with another body (the other columns are then NULL).
+-- Keys cost two statements per batch, not per key: all are claimed by one INSERT (in (caller_id,
+-- key) order), sorted out by one SELECT, and the answers of those decided now stored by one UPDATE.
 CREATE FUNCTION gavel_place_bids(
     p_auction_ids bigint[],
     p_bidder_ids  bigint[],
@@ -115,15 +117,21 @@ RETURNS TABLE (
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    n       integer := cardinality(p_auction_ids);
-    i       integer;
-    c       record;
-    r       gavel_bid_answer;
-    stored  jsonb;
+    n        integer := cardinality(p_auction_ids);
+    keyed    boolean := cardinality(array_remove(p_keys, NULL)) > 0;
+    i        integer;
+    r        gavel_bid_answer;
+    stored   jsonb;
+    claimed_callers bigint[];
+    claimed_keys    text[];
     -- Per bid: 0 decide now, 1 replay answers[i], 2 key reused with another body,
     -- 3 same key and body as an earlier bid of this batch: replay its answer once decided.
-    kind    smallint[] := array_fill(0::smallint, ARRAY[n]);
-    answers jsonb[]    := array_fill(NULL::jsonb, ARRAY[n]);
+    kind     smallint[] := array_fill(0::smallint, ARRAY[n]);
+    answers  jsonb[]    := array_fill(NULL::jsonb, ARRAY[n]);
+    -- The keyed bids decided now, whose answers are stored after the loop.
+    done_callers bigint[] := '{}';
+    done_keys    text[]   := '{}';
+    done_answers jsonb[]  := '{}';
 BEGIN
     IF cardinality(p_bidder_ids) <> n OR cardinality(p_amounts) <> n
        OR cardinality(p_callers) <> n OR cardinality(p_keys) <> n
@@ -131,51 +139,93 @@ BEGIN
         RAISE EXCEPTION 'gavel_place_bids: arrays of different lengths';
     END IF;
 
-    FOR i IN
-        SELECT s.i FROM generate_subscripts(p_keys, 1) AS s(i)
-         WHERE p_keys[s.i] IS NOT NULL
-         ORDER BY p_callers[s.i], p_keys[s.i], s.i
-    LOOP
-        SELECT * INTO c FROM gavel_claim_key(p_callers[i], p_keys[i], p_hashes[i]);
-        IF c.claimed THEN
-            CONTINUE;
-        ELSIF NOT c.same_request THEN
-            kind[i] := 2;
-        ELSIF c.answer IS NULL THEN
-            kind[i] := 3;
-        ELSE
-            kind[i] := 1;
-            answers[i] := c.answer;
-        END IF;
-    END LOOP;
+    IF keyed THEN
+        -- Claims each distinct key once, for its first bid in the batch. A key another transaction
+        -- holds makes this wait for that transaction's end.
+        WITH claim AS (
+            INSERT INTO idempotency_keys AS t (caller_id, key, request_hash)
+            SELECT DISTINCT ON (u.c, u.k) u.c, u.k, u.h
+              FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
+             WHERE u.k IS NOT NULL
+             ORDER BY u.c, u.k, u.o
+            ON CONFLICT (caller_id, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash, answer = NULL, created_at = now()
+                WHERE t.created_at <= now() - interval '24 hours'
+            RETURNING t.caller_id, t.key
+        )
+        SELECT array_agg(claim.caller_id), array_agg(claim.key)
+          INTO claimed_callers, claimed_keys
+          FROM claim;
+
+        -- A new statement, so it sees what the transactions waited for committed.
+        SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
+          INTO kind, answers
+          FROM (
+            SELECT u.o,
+                   (CASE
+                        WHEN u.k IS NULL THEN 0
+                        WHEN cl.c IS NOT NULL AND u.o = f.first_o THEN 0
+                        WHEN t.request_hash IS DISTINCT FROM u.h THEN 2
+                        WHEN cl.c IS NOT NULL THEN 3
+                        ELSE 1
+                    END)::smallint AS kind,
+                   CASE WHEN cl.c IS NULL AND t.request_hash = u.h THEN t.answer END AS answer
+              FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
+              LEFT JOIN unnest(claimed_callers, claimed_keys) AS cl(c, k)
+                     ON cl.c = u.c AND cl.k = u.k
+              LEFT JOIN (SELECT v.c, v.k, min(v.o) AS first_o
+                           FROM unnest(p_callers, p_keys) WITH ORDINALITY AS v(c, k, o)
+                          WHERE v.k IS NOT NULL
+                          GROUP BY v.c, v.k) AS f
+                     ON f.c = u.c AND f.k = u.k
+              LEFT JOIN idempotency_keys AS t
+                     ON t.caller_id = u.c AND t.key = u.k
+          ) AS x;
+    END IF;
 
     FOR i IN
         SELECT s.i FROM generate_subscripts(p_auction_ids, 1) AS s(i)
          WHERE kind[s.i] = 0
          ORDER BY p_auction_ids[s.i], s.i
     LOOP
-        SELECT * INTO r FROM gavel_place_bid(p_auction_ids[i], p_bidder_ids[i], p_amounts[i]);
-        IF p_keys[i] IS NOT NULL THEN
-            UPDATE idempotency_keys k SET answer = to_jsonb(r)
-             WHERE k.caller_id = p_callers[i] AND k.key = p_keys[i];
+        IF p_keys[i] IS NULL THEN
+            RETURN QUERY
+                SELECT i, 0::smallint, b.*
+                  FROM gavel_place_bid(p_auction_ids[i], p_bidder_ids[i], p_amounts[i]) AS b;
+        ELSE
+            SELECT * INTO r FROM gavel_place_bid(p_auction_ids[i], p_bidder_ids[i], p_amounts[i]);
+            done_callers := array_append(done_callers, p_callers[i]);
+            done_keys    := array_append(done_keys, p_keys[i]);
+            done_answers := array_append(done_answers, to_jsonb(r));
+            RETURN QUERY SELECT i, 0::smallint, (r).*;
         END IF;
-        RETURN QUERY SELECT i, 0::smallint, (r).*;
     END LOOP;
 
+    IF NOT keyed THEN
+        RETURN;
+    END IF;
+    IF cardinality(done_keys) > 0 THEN
+        UPDATE idempotency_keys AS t SET answer = d.a
+          FROM unnest(done_callers, done_keys, done_answers) AS d(c, k, a)
+         WHERE t.caller_id = d.c AND t.key = d.k;
+    END IF;
+
     FOR i IN 1 .. n LOOP
+        CONTINUE WHEN kind[i] = 0;
         IF kind[i] = 3 THEN
-            SELECT k.answer INTO stored FROM idempotency_keys k
-             WHERE k.caller_id = p_callers[i] AND k.key = p_keys[i];
-            IF stored IS NULL THEN
-                RAISE EXCEPTION 'gavel_place_bids: key claimed but never answered';
-            END IF;
+            SELECT d.a INTO stored
+              FROM unnest(done_callers, done_keys, done_answers) AS d(c, k, a)
+             WHERE d.c = p_callers[i] AND d.k = p_keys[i];
             answers[i] := stored;
             kind[i] := 1;
         END IF;
         IF kind[i] = 1 THEN
+            IF answers[i] IS NULL THEN
+                RAISE EXCEPTION 'gavel_place_bids: a key without its answer';
+            END IF;
             r := jsonb_populate_record(NULL::gavel_bid_answer, answers[i]);
             RETURN QUERY SELECT i, 1::smallint, (r).*;
-        ELSIF kind[i] = 2 THEN
+        ELSE
             r := NULL;
             RETURN QUERY SELECT i, 2::smallint, (r).*;
         END IF;
