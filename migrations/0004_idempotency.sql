@@ -83,6 +83,80 @@ BEGIN
 END
 $$;
 
+-- The key statements of a batch, planned afresh at each call (force_custom_plan): they join the
+-- batch's arrays with idempotency_keys, and a plan cached while the table was small (a sequential
+-- scan) would otherwise be kept on a connection long after the table has grown.
+--
+-- Claims each distinct key of the batch once, for its first bid, in (caller_id, key) order, then
+-- sorts every bid: 0 decide now, 1 replay answers[i], 2 key reused with another body, 3 same key
+-- and body as an earlier bid of the batch (0 too for bids without a key).
+CREATE FUNCTION gavel_sort_keys(
+    p_callers bigint[],
+    p_keys    text[],
+    p_hashes  bytea[],
+    OUT kinds   smallint[],
+    OUT answers jsonb[]
+)
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    claimed_callers bigint[];
+    claimed_keys    text[];
+BEGIN
+    -- Claims each distinct key once, for its first bid in the batch. A key another transaction
+    -- holds makes this wait for that transaction's end.
+    WITH claim AS (
+        INSERT INTO idempotency_keys AS t (caller_id, key, request_hash)
+        SELECT DISTINCT ON (u.c, u.k) u.c, u.k, u.h
+          FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
+         WHERE u.k IS NOT NULL
+         ORDER BY u.c, u.k, u.o
+        ON CONFLICT (caller_id, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, answer = NULL, created_at = now()
+            WHERE t.created_at <= now() - interval '24 hours'
+        RETURNING t.caller_id, t.key
+    )
+    SELECT array_agg(claim.caller_id), array_agg(claim.key)
+      INTO claimed_callers, claimed_keys
+      FROM claim;
+
+    -- A new statement, so it sees what the transactions waited for committed.
+    SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
+      INTO kinds, answers
+      FROM (
+        SELECT u.o,
+               (CASE
+                    WHEN u.k IS NULL THEN 0
+                    WHEN cl.c IS NOT NULL AND u.o = f.first_o THEN 0
+                    WHEN t.request_hash IS DISTINCT FROM u.h THEN 2
+                    WHEN cl.c IS NOT NULL THEN 3
+                    ELSE 1
+                END)::smallint AS kind,
+               CASE WHEN cl.c IS NULL AND t.request_hash = u.h THEN t.answer END AS answer
+          FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
+          LEFT JOIN unnest(claimed_callers, claimed_keys) AS cl(c, k)
+                 ON cl.c = u.c AND cl.k = u.k
+          LEFT JOIN (SELECT v.c, v.k, min(v.o) AS first_o
+                       FROM unnest(p_callers, p_keys) WITH ORDINALITY AS v(c, k, o)
+                      WHERE v.k IS NOT NULL
+                      GROUP BY v.c, v.k) AS f
+                 ON f.c = u.c AND f.k = u.k
+          LEFT JOIN idempotency_keys AS t
+                 ON t.caller_id = u.c AND t.key = u.k
+      ) AS x;
+END
+$$;
+
+-- Stores the answers of the keyed bids a batch decided.
+CREATE FUNCTION gavel_store_answers(p_callers bigint[], p_keys text[], p_answers jsonb[])
+RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+BEGIN
+    UPDATE idempotency_keys AS t SET answer = d.a
+      FROM unnest(p_callers, p_keys, p_answers) AS d(c, k, a)
+     WHERE t.caller_id = d.c AND t.key = d.k;
+END
+$$;
+
 DROP FUNCTION gavel_place_bids(bigint[], bigint[], numeric[]);
 
 -- Decides a batch of bids, some of them with idempotency keys (p_keys[i] NULL: none).
@@ -122,8 +196,6 @@ DECLARE
     i        integer;
     r        gavel_bid_answer;
     stored   jsonb;
-    claimed_callers bigint[];
-    claimed_keys    text[];
     -- Per bid: 0 decide now, 1 replay answers[i], 2 key reused with another body,
     -- 3 same key and body as an earlier bid of this batch: replay its answer once decided.
     kind     smallint[] := array_fill(0::smallint, ARRAY[n]);
@@ -140,47 +212,8 @@ BEGIN
     END IF;
 
     IF keyed THEN
-        -- Claims each distinct key once, for its first bid in the batch. A key another transaction
-        -- holds makes this wait for that transaction's end.
-        WITH claim AS (
-            INSERT INTO idempotency_keys AS t (caller_id, key, request_hash)
-            SELECT DISTINCT ON (u.c, u.k) u.c, u.k, u.h
-              FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
-             WHERE u.k IS NOT NULL
-             ORDER BY u.c, u.k, u.o
-            ON CONFLICT (caller_id, key) DO UPDATE
-                SET request_hash = EXCLUDED.request_hash, answer = NULL, created_at = now()
-                WHERE t.created_at <= now() - interval '24 hours'
-            RETURNING t.caller_id, t.key
-        )
-        SELECT array_agg(claim.caller_id), array_agg(claim.key)
-          INTO claimed_callers, claimed_keys
-          FROM claim;
-
-        -- A new statement, so it sees what the transactions waited for committed.
-        SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
-          INTO kind, answers
-          FROM (
-            SELECT u.o,
-                   (CASE
-                        WHEN u.k IS NULL THEN 0
-                        WHEN cl.c IS NOT NULL AND u.o = f.first_o THEN 0
-                        WHEN t.request_hash IS DISTINCT FROM u.h THEN 2
-                        WHEN cl.c IS NOT NULL THEN 3
-                        ELSE 1
-                    END)::smallint AS kind,
-                   CASE WHEN cl.c IS NULL AND t.request_hash = u.h THEN t.answer END AS answer
-              FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
-              LEFT JOIN unnest(claimed_callers, claimed_keys) AS cl(c, k)
-                     ON cl.c = u.c AND cl.k = u.k
-              LEFT JOIN (SELECT v.c, v.k, min(v.o) AS first_o
-                           FROM unnest(p_callers, p_keys) WITH ORDINALITY AS v(c, k, o)
-                          WHERE v.k IS NOT NULL
-                          GROUP BY v.c, v.k) AS f
-                     ON f.c = u.c AND f.k = u.k
-              LEFT JOIN idempotency_keys AS t
-                     ON t.caller_id = u.c AND t.key = u.k
-          ) AS x;
+        SELECT k.kinds, k.answers INTO kind, answers
+          FROM gavel_sort_keys(p_callers, p_keys, p_hashes) AS k;
     END IF;
 
     FOR i IN
@@ -205,9 +238,7 @@ BEGIN
         RETURN;
     END IF;
     IF cardinality(done_keys) > 0 THEN
-        UPDATE idempotency_keys AS t SET answer = d.a
-          FROM unnest(done_callers, done_keys, done_answers) AS d(c, k, a)
-         WHERE t.caller_id = d.c AND t.key = d.k;
+        PERFORM gavel_store_answers(done_callers, done_keys, done_answers);
     END IF;
 
     FOR i IN 1 .. n LOOP
