@@ -54,6 +54,7 @@ fn status_of(err: &HttpError) -> u16 {
         HttpError::PayloadTooLarge => 413,
         HttpError::UnsupportedTransferEncoding => 501,
         HttpError::RequestTimeout => 408,
+        HttpError::MethodNotImplemented => 501,
     }
 }
 
@@ -251,9 +252,9 @@ fn pipelined_requests_are_answered_in_order() {
     let server = start_default();
     let mut client = Client::connect(&server);
     client.send(
-        b"GET /one HTTP/1.1\r\n\r\n\
-          POST /two HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
-          GET /three HTTP/1.1\r\n\r\n",
+        b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\
+          GET /three HTTP/1.1\r\nHost: t\r\n\r\n",
     );
     assert_eq!(client.response().text(), "GET /one 0");
     assert_eq!(client.response().text(), "POST /two 3");
@@ -265,7 +266,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn connection_close_is_honoured() {
     let server = start_default();
     let mut client = Client::connect(&server);
-    client.send(b"GET /bye HTTP/1.1\r\nConnection: close\r\n\r\n");
+    client.send(b"GET /bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let resp = client.response();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("connection"), Some("close"));
@@ -291,7 +292,7 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
 fn head_gets_the_length_without_the_body() {
     let server = start_default();
     let mut client = Client::connect(&server);
-    client.send(b"HEAD /big HTTP/1.1\r\n\r\n");
+    client.send(b"HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n");
     let resp = client.read_response(true).expect("response");
     assert_eq!(resp.status, 200);
     assert_eq!(
@@ -307,12 +308,13 @@ fn chunked_bodies_are_decoded_and_expect_continue_is_answered() {
     let server = start_default();
     let mut client = Client::connect(&server);
     client.send(
-        b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
           4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\n\r\n",
     );
     assert_eq!(client.response().text(), "POST /c 7");
 
-    client.send(b"POST /e HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    client
+        .send(b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
     assert_eq!(client.response().status, 100);
     client.send(b"body");
     assert_eq!(client.response().text(), "POST /e 4");
@@ -323,7 +325,8 @@ fn body_limit_at_and_past_64_kib() {
     let server = start_default();
     let mut client = Client::connect(&server);
     let mut at =
-        format!("POST /max HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n").into_bytes();
+        format!("POST /max HTTP/1.1\r\nHost: t\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n")
+            .into_bytes();
     at.extend(std::iter::repeat_n(b'x', MAX_BODY_BYTES));
     client.send(&at);
     assert_eq!(
@@ -332,7 +335,7 @@ fn body_limit_at_and_past_64_kib() {
     );
 
     let over = format!(
-        "POST /max HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST /max HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
         MAX_BODY_BYTES + 1
     );
     assert_refused(&server, over.as_bytes(), 413);
@@ -342,7 +345,7 @@ fn body_limit_at_and_past_64_kib() {
 fn one_mib_body_is_refused_without_being_buffered() {
     let server = start_default();
     let mut client = Client::connect(&server);
-    let head = b"POST /upload HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n";
+    let head = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n";
     let mut writer = client.stream.try_clone().unwrap();
     let sender = thread::spawn(move || {
         let _ = writer.write_all(head);
@@ -359,21 +362,21 @@ fn one_mib_body_is_refused_without_being_buffered() {
 #[test]
 fn header_limits() {
     let server = start_default();
-    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    let mut many = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
     for i in 0..100 {
         many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
     assert_refused(&server, &many, 431);
 
-    let mut large = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+    let mut large = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
     large.extend(std::iter::repeat_n(b'b', 20 * 1024));
     large.extend_from_slice(b"\r\n\r\n");
     assert_refused(&server, &large, 431);
 
     let mut long_line = b"GET /".to_vec();
     long_line.extend(std::iter::repeat_n(b'p', 9 * 1024));
-    long_line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+    long_line.extend_from_slice(b" HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_refused(&server, &long_line, 414);
 }
 
@@ -383,7 +386,7 @@ fn endless_header_stream_is_cut_with_431() {
     let mut client = Client::connect(&server);
     let mut writer = client.stream.try_clone().unwrap();
     let sender = thread::spawn(move || {
-        let _ = writer.write_all(b"GET / HTTP/1.1\r\n");
+        let _ = writer.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n");
         let line = b"X-Endless: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
         let mut sent = 0;
         while sent < 1_000_000 {
@@ -406,27 +409,27 @@ fn framing_errors() {
     let server = start_default();
     assert_refused(
         &server,
-        b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
         400,
     );
     assert_refused(
         &server,
-        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         400,
     );
     assert_refused(
         &server,
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
         400,
     );
     assert_refused(
         &server,
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
         501,
     );
     assert_refused(
         &server,
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         400,
     );
 }
@@ -434,10 +437,14 @@ fn framing_errors() {
 #[test]
 fn malformed_input_is_400() {
     let server = start_default();
-    assert_refused(&server, b"GET /a\0b HTTP/1.1\r\n\r\n", 400);
-    assert_refused(&server, b"GET / HTTP/1.1\r\nX: \0\r\n\r\n", 400);
+    assert_refused(&server, b"GET /a\0b HTTP/1.1\r\nHost: t\r\n\r\n", 400);
+    assert_refused(&server, b"GET / HTTP/1.1\r\nHost: t\r\nX: \0\r\n\r\n", 400);
     assert_refused(&server, b"NOT A REQUEST\r\n\r\n", 400);
-    assert_refused(&server, b"GET / HTTP/1.1\r\nbroken header\r\n\r\n", 400);
+    assert_refused(
+        &server,
+        b"GET / HTTP/1.1\r\nHost: t\r\nbroken header\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
@@ -469,7 +476,7 @@ fn deep_json_runs_within_the_connection_stack() {
     let body = "[".repeat(10_000);
     client.send(
         format!(
-            "POST /deep HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /deep HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -484,7 +491,7 @@ fn deep_json_runs_within_the_connection_stack() {
 fn gzip_follows_accept_encoding() {
     let server = start_default();
     let mut client = Client::connect(&server);
-    client.send(b"GET /big HTTP/1.1\r\nAccept-Encoding: br, gzip;q=0.8\r\n\r\n");
+    client.send(b"GET /big HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br, gzip;q=0.8\r\n\r\n");
     let resp = client.response();
     assert_eq!(resp.header("content-encoding"), Some("gzip"));
     assert_eq!(resp.header("vary"), Some("Accept-Encoding"));
@@ -500,13 +507,13 @@ fn gzip_follows_accept_encoding() {
         "Accept-Encoding: gzip;q=0\r\n",
         "Accept-Encoding: identity\r\n",
     ] {
-        client.send(format!("GET /big HTTP/1.1\r\n{accept}\r\n").as_bytes());
+        client.send(format!("GET /big HTTP/1.1\r\nHost: t\r\n{accept}\r\n").as_bytes());
         let resp = client.response();
         assert_eq!(resp.header("content-encoding"), None, "{accept}");
         assert_eq!(resp.body, big_body());
     }
 
-    client.send(b"GET /small HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n");
+    client.send(b"GET /small HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
     assert_eq!(client.response().header("content-encoding"), None);
 }
 
@@ -515,7 +522,7 @@ fn cors_preflight_and_simple_requests() {
     let server = start_default();
     let mut client = Client::connect(&server);
     client.send(
-        b"OPTIONS /v1/bids HTTP/1.1\r\nOrigin: https://app.example\r\n\
+        b"OPTIONS /v1/bids HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n\
           Access-Control-Request-Method: POST\r\n\
           Access-Control-Request-Headers: content-type, x-trace\r\n\r\n",
     );
@@ -537,7 +544,7 @@ fn cors_preflight_and_simple_requests() {
         Some("location, retry-after, x-request-id")
     );
 
-    client.send(b"GET /x HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n");
+    client.send(b"GET /x HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n\r\n");
     let resp = client.response();
     assert_eq!(resp.text(), "GET /x 0");
     assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
@@ -550,7 +557,7 @@ fn cors_preflight_and_simple_requests() {
 fn cors_origin_list() {
     let server = start(|cfg| cfg.cors = Cors::List(vec!["https://ok.example".into()]));
     let mut client = Client::connect(&server);
-    client.send(b"GET /x HTTP/1.1\r\nOrigin: https://ok.example\r\n\r\n");
+    client.send(b"GET /x HTTP/1.1\r\nHost: t\r\nOrigin: https://ok.example\r\n\r\n");
     let resp = client.response();
     assert_eq!(
         resp.header("access-control-allow-origin"),
@@ -558,13 +565,13 @@ fn cors_origin_list() {
     );
     assert_eq!(resp.header("vary"), Some("Origin"));
 
-    client.send(b"GET /x HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n");
+    client.send(b"GET /x HTTP/1.1\r\nHost: t\r\nOrigin: https://evil.example\r\n\r\n");
     let resp = client.response();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("access-control-allow-origin"), None);
 
     client.send(
-        b"OPTIONS /x HTTP/1.1\r\nOrigin: https://ok.example\r\n\
+        b"OPTIONS /x HTTP/1.1\r\nHost: t\r\nOrigin: https://ok.example\r\n\
           Access-Control-Request-Method: GET\r\n\r\n",
     );
     let resp = client.response();
@@ -587,7 +594,7 @@ fn timeouts_with_short_overrides() {
     thread::scope(|s| {
         s.spawn(|| {
             let mut client = Client::connect(&server);
-            client.send(b"GET / HTTP/1.1\r\nX-Slow: ");
+            client.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ");
             let started = Instant::now();
             let resp = client.response();
             assert_eq!(resp.status, 408);
@@ -596,7 +603,7 @@ fn timeouts_with_short_overrides() {
         });
         s.spawn(|| {
             let mut client = Client::connect(&server);
-            client.send(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nhalf");
+            client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhalf");
             assert_eq!(client.response().status, 408);
             client.expect_closed();
         });
@@ -618,7 +625,7 @@ fn timeouts_with_short_overrides() {
             // while this client still holds its socket open.
             let client = Client::connect(&server);
             let mut stream = &client.stream;
-            let requests = b"GET /big HTTP/1.1\r\n\r\n".repeat(200);
+            let requests = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n".repeat(200);
             for _ in 0..20 {
                 if stream.write_all(&requests).is_err() {
                     break;
@@ -652,7 +659,7 @@ fn default_header_timeout_is_ten_seconds() {
     thread::scope(|s| {
         s.spawn(|| {
             let mut client = Client::connect(&server);
-            client.send(b"GET /patient HTTP/1.1\r\nX-Trickle: ");
+            client.send(b"GET /patient HTTP/1.1\r\nHost: t\r\nX-Trickle: ");
             trickle(&mut client, Duration::from_secs(9));
             client.send(b"\r\n\r\n");
             assert_eq!(client.response().text(), "GET /patient 0");
@@ -660,7 +667,7 @@ fn default_header_timeout_is_ten_seconds() {
         s.spawn(|| {
             let mut client = Client::connect(&server);
             let started = Instant::now();
-            client.send(b"GET /late HTTP/1.1\r\nX-Trickle: ");
+            client.send(b"GET /late HTTP/1.1\r\nHost: t\r\nX-Trickle: ");
             let mut writer = Client {
                 stream: client.stream.try_clone().unwrap(),
                 buf: Vec::new(),
@@ -686,7 +693,7 @@ fn graceful_shutdown_finishes_in_flight_and_closes_idle() {
     let mut idle = Client::connect(&server);
     assert_eq!(idle.get("/warm").status, 200);
     let mut busy = Client::connect(&server);
-    busy.send(b"GET /slow HTTP/1.1\r\n\r\n");
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     thread::sleep(Duration::from_millis(100));
     assert_eq!(server.open_connections(), 2);
 
@@ -706,7 +713,7 @@ fn graceful_shutdown_finishes_in_flight_and_closes_idle() {
     assert!(TcpStream::connect(server.local_addr())
         .and_then(|mut s| {
             s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-            s.write_all(b"GET / HTTP/1.1\r\n\r\n")?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")?;
             let mut b = [0u8; 1];
             match s.read(&mut b)? {
                 0 => Err(io::ErrorKind::UnexpectedEof.into()),
@@ -720,7 +727,7 @@ fn graceful_shutdown_finishes_in_flight_and_closes_idle() {
 fn shutdown_reports_false_when_the_drain_runs_out() {
     let server = start_default();
     let mut busy = Client::connect(&server);
-    busy.send(b"GET /slow HTTP/1.1\r\n\r\n");
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     thread::sleep(Duration::from_millis(50));
     assert!(!server.shutdown(Duration::from_millis(20)));
     assert_eq!(busy.response().header("connection"), Some("close"));
@@ -749,7 +756,7 @@ fn idle_connections_park_and_come_back() {
     wait_parked(&server, 2);
     assert_eq!(server.open_connections(), 2);
     assert_eq!(fresh.get("/first").text(), "GET /first 0");
-    used.send(b"POST /after HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
+    used.send(b"POST /after HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok");
     assert_eq!(used.response().text(), "POST /after 2");
     wait_parked(&server, 2);
     assert_eq!(used.get("/again").status, 200);

@@ -186,6 +186,9 @@ impl From<&HttpError> for ApiError {
                 ApiError::NotImplemented("only the chunked transfer coding is supported")
             }
             HttpError::RequestTimeout => ApiError::RequestTimeout,
+            HttpError::MethodNotImplemented => {
+                ApiError::NotImplemented("the request method is not implemented")
+            }
         }
     }
 }

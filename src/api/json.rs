@@ -24,7 +24,12 @@ pub fn parse_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiErro
             ))
         }
     }
-    serde_json::from_slice(body).map_err(|e| {
+    // RFC 8259 §8.1: JSON text is UTF-8. serde_json checks only the strings it decodes, so
+    // invalid bytes in a member Gavel ignores would otherwise pass.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err(ApiError::InvalidJson("the request body is not valid UTF-8"));
+    };
+    serde_json::from_str(text).map_err(|e| {
         if e.is_data() {
             ApiError::InvalidJson("the request body has a duplicate or malformed member")
         } else {

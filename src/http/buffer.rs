@@ -40,11 +40,29 @@ impl ReadBuf {
         }
     }
 
-    /// Free space to read into, so that the unconsumed bytes can reach at least `want` bytes
-    /// (or just some room when `want` is not known). `None` when the cap is reached.
+    /// Removes `range` (relative to the unconsumed bytes) from the buffer, moving what follows
+    /// it down: decoded-past chunk framing.
+    pub(crate) fn cut(&mut self, range: std::ops::Range<usize>) {
+        let (from, to) = (self.start + range.start, self.start + range.end);
+        debug_assert!(from <= to && to <= self.end);
+        let to = to.min(self.end);
+        let from = from.min(to);
+        self.data.copy_within(to..self.end, from);
+        self.end -= to - from;
+    }
+
+    /// Free space to read into, so that the unconsumed bytes can reach `want` bytes (or just
+    /// some room when `want` is not known). `None` when the cap is reached.
+    ///
+    /// The buffer grows as bytes arrive, at most doubling what it holds, whatever `want` says:
+    /// a client that declares a 64 KiB body and sends a byte of it costs a few KiB, not 64.
     pub(crate) fn spare(&mut self, want: Option<usize>) -> Option<&mut [u8]> {
         let held = self.end - self.start;
-        let want = want.unwrap_or(0).max(held + 1).min(READ_BUFFER_MAX_BYTES);
+        let want = want
+            .unwrap_or(0)
+            .min((2 * held).max(READ_BUFFER_INITIAL_BYTES))
+            .max(held + 1)
+            .min(READ_BUFFER_MAX_BYTES);
         if held >= READ_BUFFER_MAX_BYTES {
             return None;
         }
@@ -114,11 +132,14 @@ impl ReadBuf {
 mod tests {
     use super::*;
 
-    fn fill(buf: &mut ReadBuf, bytes: &[u8]) {
-        let spare = buf.spare(None).expect("room");
-        let n = bytes.len().min(spare.len());
-        spare[..n].copy_from_slice(&bytes[..n]);
-        buf.commit(n);
+    fn fill(buf: &mut ReadBuf, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let spare = buf.spare(None).expect("room");
+            let n = bytes.len().min(spare.len());
+            spare[..n].copy_from_slice(&bytes[..n]);
+            buf.commit(n);
+            bytes = &bytes[n..];
+        }
     }
 
     #[test]
@@ -144,11 +165,32 @@ mod tests {
     }
 
     #[test]
-    fn grows_to_a_known_total_at_once() {
+    fn grows_with_what_arrives_not_with_what_is_announced() {
         let mut buf = ReadBuf::default();
         fill(&mut buf, b"head");
-        let spare = buf.spare(Some(50_000)).expect("room").len();
-        assert!(spare + 4 >= 50_000);
+        buf.spare(Some(50_000)).expect("room");
+        assert_eq!(buf.capacity(), READ_BUFFER_INITIAL_BYTES);
+        let mut held = 4;
+        while held < 50_000 {
+            let spare = buf.spare(Some(50_000)).expect("room");
+            let n = spare.len().min(50_000 - held);
+            spare[..n].fill(b'x');
+            buf.commit(n);
+            held += n;
+            assert!(buf.capacity() <= (2 * held).max(READ_BUFFER_INITIAL_BYTES));
+        }
+        assert_eq!(buf.unparsed().len(), 50_000);
+    }
+
+    #[test]
+    fn cut_removes_a_middle_range() {
+        let mut buf = ReadBuf::default();
+        fill(&mut buf, b"..head|framing|body|next");
+        buf.consume(2);
+        buf.cut(5..13);
+        assert_eq!(buf.unparsed(), b"head|body|next");
+        buf.cut(0..0);
+        assert_eq!(buf.unparsed(), b"head|body|next");
     }
 
     #[test]
@@ -165,9 +207,9 @@ mod tests {
     #[test]
     fn shrinks_after_a_large_request_and_releases_when_idle() {
         let mut buf = ReadBuf::default();
-        fill(&mut buf, b"x");
-        buf.spare(Some(40_000));
-        assert!(buf.capacity() >= 40_000);
+        fill(&mut buf, &vec![b'x'; 30_000]);
+        assert!(buf.capacity() >= 30_000);
+        buf.consume(29_999);
         buf.shrink();
         assert_eq!(buf.capacity(), READ_BUFFER_INITIAL_BYTES);
         assert_eq!(buf.unparsed(), b"x");

@@ -1,11 +1,16 @@
 //! Chunked transfer coding (RFC 9112 §7.1), decoded in place.
 //!
 //! The decoder works on the buffer region that starts at the body: decoded bytes are moved down
-//! over the chunk framing already consumed, so the buffer holds at most the decoded body plus one
-//! partial line, never the (possibly much larger) raw encoding.
+//! over the chunk framing already consumed, and the caller cuts the framing it has passed out of
+//! its buffer ([`ChunkedDecoder::take_spent`]), so the buffer holds the decoded body plus one
+//! partial line, never the (possibly much larger) raw encoding. The body limit counts decoded
+//! bytes; the framing has a limit of its own.
 
+use super::head::is_token_byte;
 use super::message::HttpError;
-use super::{MAX_BODY_BYTES, MAX_CHUNK_LINE_BYTES};
+use std::ops::Range;
+
+use super::{MAX_BODY_BYTES, MAX_CHUNK_FRAMING_BYTES, MAX_CHUNK_LINE_BYTES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -26,6 +31,8 @@ pub(crate) struct ChunkedDecoder {
     written: usize,
     /// How far the current line has been searched for its LF (relative to `read`).
     line_scanned: usize,
+    /// Chunk framing received so far: size lines and the CRLF after each chunk's data.
+    framing: usize,
     /// Header-section bytes and lines the trailers may still use.
     trailer_bytes_left: usize,
     trailer_lines_left: usize,
@@ -39,6 +46,7 @@ impl ChunkedDecoder {
             read: 0,
             written: 0,
             line_scanned: 0,
+            framing: 0,
             trailer_bytes_left,
             trailer_lines_left,
         }
@@ -49,9 +57,19 @@ impl ChunkedDecoder {
         self.written
     }
 
-    /// Raw bytes consumed, i.e. the encoded body's length once done.
+    /// Raw bytes consumed and not yet handed out by [`take_spent`](Self::take_spent), i.e. the
+    /// length the encoded body occupies in the caller's buffer once done.
     pub(crate) fn raw_len(&self) -> usize {
         self.read
+    }
+
+    /// The framing decoded past since the last call, as a range of the body region: those
+    /// bytes are no longer needed, and the caller removes them from its buffer (moving what
+    /// follows down) before it passes the body region again.
+    pub(crate) fn take_spent(&mut self) -> Range<usize> {
+        let spent = self.written..self.read;
+        self.read = self.written;
+        spent
     }
 
     /// Decodes what `body` (the buffer from the body's first byte to the end of received data)
@@ -72,10 +90,12 @@ impl ChunkedDecoder {
     }
 
     fn size_line(&mut self, body: &[u8]) -> Result<bool, HttpError> {
+        let start = self.read;
         let Some(line) = self.take_line(body, MAX_CHUNK_LINE_BYTES)? else {
             return Ok(false);
         };
         let size = parse_size_line(line)?;
+        self.add_framing(self.read - start)?;
         if size > MAX_BODY_BYTES - self.written {
             return Err(HttpError::PayloadTooLarge);
         }
@@ -105,6 +125,7 @@ impl ChunkedDecoder {
         match body.get(self.read..self.read + 2) {
             Some(b"\r\n") => {
                 self.read += 2;
+                self.add_framing(2)?;
                 self.state = State::SizeLine;
                 Ok(true)
             }
@@ -114,6 +135,14 @@ impl ChunkedDecoder {
             }
             None => Ok(false),
         }
+    }
+
+    fn add_framing(&mut self, n: usize) -> Result<(), HttpError> {
+        self.framing += n;
+        if self.framing > MAX_CHUNK_FRAMING_BYTES {
+            return Err(HttpError::BadRequest("too much chunk framing for the body"));
+        }
+        Ok(())
     }
 
     fn trailer_line(&mut self, body: &[u8]) -> Result<bool, HttpError> {
@@ -214,10 +243,6 @@ fn validate_trailer(line: &[u8]) -> Result<(), HttpError> {
     } else {
         Err(HttpError::BadRequest("malformed trailer"))
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

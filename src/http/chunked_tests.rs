@@ -132,3 +132,58 @@ fn trailers_share_the_header_budget() {
     let mut raw = b"0\r\nX-Endless-Trailer".to_vec();
     assert_eq!(dec.decode(&mut raw), Err(HttpError::HeadersTooLarge));
 }
+
+/// A body of `chunks` one-byte chunks whose last size line is `0` plus `ext_bytes` of extension:
+/// 5 framing bytes a chunk, `3 + ext_bytes` for the last-chunk line.
+fn one_byte_chunks(chunks: usize, ext_bytes: usize) -> Vec<u8> {
+    let mut raw = b"1\r\nx\r\n".repeat(chunks);
+    raw.push(b'0');
+    raw.extend(std::iter::repeat_n(b';', ext_bytes));
+    raw.extend_from_slice(b"\r\n\r\n");
+    raw
+}
+
+#[test]
+fn framing_at_its_limit_is_accepted_and_one_byte_more_is_400() {
+    let chunks = (MAX_CHUNK_FRAMING_BYTES - 3) / 5;
+    let ext = MAX_CHUNK_FRAMING_BYTES - 3 - 5 * chunks;
+    let at = one_byte_chunks(chunks, ext);
+    assert_eq!(at.len() - chunks - 2, MAX_CHUNK_FRAMING_BYTES);
+    assert_eq!(decode_all(&at).unwrap().unwrap().0.len(), chunks);
+    assert_eq!(
+        decode_all(&one_byte_chunks(chunks, ext + 1)),
+        Err(HttpError::BadRequest("too much chunk framing for the body"))
+    );
+}
+
+/// Decodes as the connection does: `step` bytes arrive at a time, and the framing decoded past
+/// is cut out of the buffer after each pass. Returns the body and the largest buffer held.
+fn decode_compacting(raw: &[u8], step: usize) -> Result<(Vec<u8>, usize), HttpError> {
+    let mut buf = Vec::new();
+    let mut peak = 0;
+    let mut dec = ChunkedDecoder::new(MAX_HEADER_BYTES, MAX_HEADER_LINES);
+    for piece in raw.chunks(step) {
+        buf.extend_from_slice(piece);
+        peak = peak.max(buf.len());
+        if dec.decode(&mut buf)? {
+            assert_eq!(dec.raw_len(), buf.len(), "the whole input was one body");
+            return Ok((buf[..dec.decoded_len()].to_vec(), peak));
+        }
+        let spent = dec.take_spent();
+        buf.drain(spent);
+    }
+    Err(HttpError::BadRequest("incomplete"))
+}
+
+#[test]
+fn a_body_in_small_chunks_costs_its_decoded_size() {
+    // 64 000 bytes in 8 000 chunks of 8: 104 005 bytes on the wire.
+    let mut raw = b"8\r\nabcdefgh\r\n".repeat(8_000);
+    raw.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(raw.len(), 104_005);
+    for step in [1, 7, 4096, raw.len()] {
+        let (body, peak) = decode_compacting(&raw, step).unwrap();
+        assert_eq!(body, b"abcdefgh".repeat(8_000));
+        assert!(peak <= 64_000 + step + 16, "step {step}: peak {peak}");
+    }
+}

@@ -192,6 +192,9 @@ impl<'a, S: Service> Conn<'a, S> {
                 Ok(Progress::Complete { body, len }) => return Ok((body, len)),
                 Ok(Progress::NeedHead) => self.read_more(header_deadline, None),
                 Ok(Progress::NeedBody { total }) => {
+                    if let Some(spent) = parser.take_spent() {
+                        self.inbuf.cut(spent);
+                    }
                     let deadline = match body_deadline {
                         Some(deadline) => deadline,
                         None => *body_deadline.insert(self.start_body(parser.head())?),

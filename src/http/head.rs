@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use super::message::{Header, HttpError, Request};
 use super::MAX_REQUEST_LINE_BYTES as LINE_MAX;
-use super::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADER_LINES, MAX_LEADING_EMPTY_BYTES};
+use super::{
+    MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADER_LINES, MAX_LEADING_EMPTY_BYTES, MAX_METHOD_BYTES,
+};
 
 /// Finds the end of a request head incrementally: each call examines only bytes it has not seen,
 /// so a client trickling bytes costs linear work, and limits are enforced before the head is
@@ -22,6 +24,9 @@ pub(crate) struct HeadScanner {
     cur_line: usize,
     /// Header lines completed so far.
     lines: usize,
+    /// Bytes of the header lines (CRLFs included, the empty line that ends the head excluded),
+    /// once the head is complete.
+    section_bytes: usize,
 }
 
 impl HeadScanner {
@@ -30,9 +35,15 @@ impl HeadScanner {
         self.pos > 0
     }
 
-    /// Bytes of the header section (after the request line) of the head found last.
-    pub(crate) fn section_len(&self, head_end: usize) -> usize {
-        self.section_start.map_or(0, |s| head_end - s)
+    /// Bytes of the header section of the head found last: its header lines with their line
+    /// ends, not the empty line that ends the head (what API.md's limit counts).
+    pub(crate) fn section_len(&self) -> usize {
+        self.section_bytes
+    }
+
+    /// Where the request line of the head found last sits, its line end included.
+    pub(crate) fn request_line(&self) -> Range<usize> {
+        self.line_start..self.section_start.unwrap_or(self.line_start)
     }
 
     /// Returns the length of the head (through its empty line) once `buf` holds all of it.
@@ -63,6 +74,14 @@ impl HeadScanner {
             }
         }
         let rel = self.pos - self.line_start;
+        if rel == MAX_METHOD_BYTES
+            && is_token_byte(b)
+            && buf[self.line_start..self.pos]
+                .iter()
+                .all(|&c| is_token_byte(c))
+        {
+            return Err(HttpError::MethodNotImplemented);
+        }
         if b == b'\n' {
             let len = if buf[self.pos - 1] == b'\r' {
                 rel - 1
@@ -103,14 +122,22 @@ impl HeadScanner {
     }
 
     fn scan_header_byte(&mut self, buf: &[u8], section_start: usize) -> Result<Step, HttpError> {
-        if self.pos + 1 - section_start > MAX_HEADER_BYTES {
+        let b = buf[self.pos];
+        let line = &buf[self.cur_line..self.pos];
+        // The empty line that ends the head is not part of the section the limit counts.
+        let ends_head = match b {
+            b'\r' => line.is_empty(),
+            b'\n' => line.is_empty() || line == b"\r",
+            _ => false,
+        };
+        if !ends_head && self.pos + 1 - section_start > MAX_HEADER_BYTES {
             return Err(HttpError::HeadersTooLarge);
         }
-        if buf[self.pos] != b'\n' {
+        if b != b'\n' {
             return Ok(Step::Advance(1));
         }
-        let line = &buf[self.cur_line..self.pos];
-        if line.is_empty() || line == b"\r" {
+        if ends_head {
+            self.section_bytes = self.cur_line - section_start;
             return Ok(Step::Done);
         }
         self.lines += 1;
@@ -126,6 +153,24 @@ enum Step {
     Advance(usize),
     Wait,
     Done,
+}
+
+/// `tchar` of RFC 9110 §5.6.2: the bytes of methods and header names.
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §2.5: a request of a higher HTTP/1.x minor version is served as HTTP/1.1. httparse
+/// knows only 1.0 and 1.1, so the minor digit of such a request line is rewritten in place
+/// before it parses the head; nothing after the request line is touched.
+pub(crate) fn downgrade_minor_version(line: &mut [u8]) {
+    let line = match line {
+        [rest @ .., b'\r', b'\n'] | [rest @ .., b'\n'] => rest,
+        other => other,
+    };
+    if let [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor @ b'2'..=b'9'] = line {
+        *minor = b'1';
+    }
 }
 
 /// Control bytes other than HTAB, CR and LF are never valid in a request head; refusing them
@@ -202,9 +247,14 @@ impl Head {
                 value: value.get(buf),
             };
         }
+        // Only an absolute-form target without a path leaves it empty (RFC 9112 §3.2.2): `/`.
+        let path = match self.path.get_str(buf) {
+            "" => "/",
+            path => path,
+        };
         Request {
             method: self.method.get_str(buf),
-            path: self.path.get_str(buf),
+            path,
             query: self.query.map(|q| q.get_str(buf)),
             version_minor: self.version_minor,
             headers: &scratch[..self.header_count],
@@ -253,16 +303,30 @@ pub(crate) fn parse_head(buf: &[u8], len: usize) -> Result<Head, HttpError> {
         expect_continue: false,
         is_head: method == "HEAD",
     };
-    split_target(&mut head, buf, target);
+    split_target(&mut head, buf, target)?;
     for (slot, h) in head.headers.iter_mut().zip(req.headers.iter()) {
         *slot = (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value));
     }
+    check_host(req.headers, version)?;
     head.framing = framing(req.headers, version)?;
     apply_connection_options(&mut head, req.headers);
     Ok(head)
 }
 
-fn split_target(head: &mut Head, buf: &[u8], target: &str) {
+/// Splits the target into path and query. An absolute-form target (RFC 9112 §3.2.2, what a
+/// client sends to a proxy) is served as its origin form: its authority must be valid and is
+/// otherwise ignored, like the `Host` header beside it.
+fn split_target(head: &mut Head, buf: &[u8], target: &str) -> Result<(), HttpError> {
+    let target = match strip_http_scheme(target) {
+        Some(rest) => {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            if end == 0 || !valid_host(rest[..end].as_bytes()) {
+                return Err(HttpError::BadRequest("invalid authority in request target"));
+            }
+            &rest[end..]
+        }
+        None => target,
+    };
     match target.split_once('?') {
         Some((path, query)) => {
             head.path = Span::of(buf, path.as_bytes());
@@ -270,6 +334,91 @@ fn split_target(head: &mut Head, buf: &[u8], target: &str) {
         }
         None => head.path = Span::of(buf, target.as_bytes()),
     }
+    Ok(())
+}
+
+/// The target after `http://` or `https://` (scheme case-insensitive), if it has one.
+fn strip_http_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host` line, and its value is a valid
+/// `uri-host [ ":" port ]` (empty allowed); HTTP/1.0 may leave it out.
+fn check_host(headers: &[httparse::Header<'_>], version: u8) -> Result<(), HttpError> {
+    let mut hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == 0 => Ok(()),
+        (None, _) => Err(HttpError::BadRequest("missing Host header")),
+        (Some(_), Some(_)) => Err(HttpError::BadRequest("more than one Host header")),
+        (Some(h), None) if h.value.is_empty() || valid_host(h.value) => Ok(()),
+        (Some(_), None) => Err(HttpError::BadRequest("invalid Host header")),
+    }
+}
+
+/// `uri-host [ ":" port ]` of RFC 3986: a bracketed IP literal or a reg-name (unreserved,
+/// percent-encoded and sub-delims bytes, which covers IPv4 addresses), then optional digits.
+/// No userinfo, no spaces.
+pub(crate) fn valid_host(value: &[u8]) -> bool {
+    let (host_ok, port) = match value {
+        [b'[', rest @ ..] => match rest.iter().position(|&b| b == b']') {
+            Some(close) => (valid_ip_literal(&rest[..close]), &rest[close + 1..]),
+            None => return false,
+        },
+        _ => {
+            let colon = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            (
+                colon > 0 && valid_reg_name(&value[..colon]),
+                &value[colon..],
+            )
+        }
+    };
+    host_ok
+        && match port {
+            [] => true,
+            [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
+}
+
+/// The inside of `[...]`: an IPv6 address or an `IPvFuture`, by their alphabets.
+fn valid_ip_literal(literal: &[u8]) -> bool {
+    !literal.is_empty()
+        && literal
+            .iter()
+            .all(|&b| b == b':' || is_unreserved(b) || is_sub_delim(b))
+}
+
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        let b = name[i];
+        if b == b'%' {
+            let hex = name.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved(b) || is_sub_delim(b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::http::message::Header;
-use crate::http::MAX_REQUEST_LINE_BYTES;
+use crate::http::{MAX_METHOD_BYTES, MAX_REQUEST_LINE_BYTES};
 
 /// Scans and parses a whole head; `None` if the input holds no complete head.
 fn parse(input: &[u8]) -> Result<Option<Head>, HttpError> {
@@ -43,11 +43,12 @@ fn request_line(len: usize) -> Vec<u8> {
     line
 }
 
-/// A head whose header section (after the request line, final CRLF included) is `len` bytes.
-fn head_with_section(len: usize) -> Vec<u8> {
-    let fill = len - 2;
-    let lines = fill.div_ceil(1000);
-    let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+/// A head whose header section (the header lines after the request line with their CRLFs, the
+/// empty line that ends the head not counted) is `len` bytes in `lines` lines, `Host` first.
+fn head_with_section(len: usize, lines: usize) -> Vec<u8> {
+    let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+    let fill = len - "Host: h\r\n".len();
+    let lines = lines - 1;
     for i in 0..lines {
         let line_len = fill / lines + usize::from(i < fill % lines);
         req.extend_from_slice(b"X: ");
@@ -126,21 +127,21 @@ fn bare_lf_line_endings_are_accepted() {
 
 #[test]
 fn leading_empty_lines_are_skipped_within_a_bound() {
-    let input = b"\r\n\r\nGET /a HTTP/1.1\r\n\r\n";
+    let input = b"\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n";
     let head = parse_ok(input);
     assert_eq!(request_parts(&head, input).path, "/a");
     let mut many = b"\r\n".repeat(MAX_LEADING_EMPTY_BYTES / 2 + 1);
-    many.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    many.extend_from_slice(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(matches!(parse_err(&many), HttpError::BadRequest(_)));
 }
 
 #[test]
 fn request_line_at_limit_is_accepted_and_one_more_byte_is_414() {
     let mut ok = request_line(MAX_REQUEST_LINE_BYTES);
-    ok.extend_from_slice(b"\r\n\r\n");
+    ok.extend_from_slice(b"\r\nHost: h\r\n\r\n");
     parse_ok(&ok);
     let mut long = request_line(MAX_REQUEST_LINE_BYTES + 1);
-    long.extend_from_slice(b"\r\n\r\n");
+    long.extend_from_slice(b"\r\nHost: h\r\n\r\n");
     assert_eq!(parse_err(&long), HttpError::UriTooLong);
 }
 
@@ -155,16 +156,23 @@ fn endless_request_line_is_414_before_it_ends() {
 
 #[test]
 fn header_section_at_limit_is_accepted_and_one_more_byte_is_431() {
-    let ok = head_with_section(MAX_HEADER_BYTES);
-    assert_eq!(ok.len() - b"GET / HTTP/1.1\r\n".len(), MAX_HEADER_BYTES);
-    parse_ok(&ok);
-    let big = head_with_section(MAX_HEADER_BYTES + 1);
-    assert_eq!(parse_err(&big), HttpError::HeadersTooLarge);
+    for lines in [2, 17, MAX_HEADER_LINES] {
+        let ok = head_with_section(MAX_HEADER_BYTES, lines);
+        let section = ok.len() - "GET / HTTP/1.1\r\n".len() - "\r\n".len();
+        assert_eq!(section, MAX_HEADER_BYTES);
+        assert_eq!(parse_ok(&ok).header_count(), lines);
+        let mut bare_lf = ok.clone();
+        bare_lf.truncate(ok.len() - 2);
+        bare_lf.push(b'\n');
+        parse_ok(&bare_lf);
+        let big = head_with_section(MAX_HEADER_BYTES + 1, lines);
+        assert_eq!(parse_err(&big), HttpError::HeadersTooLarge, "{lines} lines");
+    }
 }
 
 #[test]
 fn endless_header_stream_is_431_at_the_limit() {
-    let mut input = b"GET / HTTP/1.1\r\n".to_vec();
+    let mut input = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
     while input.len() < 40_000 {
         input.extend_from_slice(b"X-Endless: yes\r\n");
     }
@@ -189,19 +197,19 @@ fn sixty_four_header_lines_are_accepted_and_sixty_five_are_431() {
 #[test]
 fn nul_and_control_bytes_are_400_even_before_the_head_ends() {
     assert!(matches!(
-        parse_err(b"GET /a\0b HTTP/1.1\r\n\r\n"),
+        parse_err(b"GET /a\0b HTTP/1.1\r\nHost: h\r\n\r\n"),
         HttpError::BadRequest(_)
     ));
     assert!(matches!(
-        parse_err(b"GET / HTTP/1.1\r\nX: a\0"),
+        parse_err(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\0"),
         HttpError::BadRequest(_)
     ));
     assert!(matches!(
-        parse_err(b"GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n"),
+        parse_err(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n"),
         HttpError::BadRequest(_)
     ));
     assert!(matches!(
-        parse_err(b"GET / HTTP/1.1\r\nX: \x1b[31m\r\n\r\n"),
+        parse_err(b"GET / HTTP/1.1\r\nHost: h\r\nX: \x1b[31m\r\n\r\n"),
         HttpError::BadRequest(_)
     ));
 }
@@ -211,12 +219,12 @@ fn malformed_heads_are_400() {
     for input in [
         &b"GET\r\n\r\n"[..],
         b"GET / HTTP/2.0\r\n\r\n",
-        b"GET / HTTP/1.1\r\nNo colon\r\n\r\n",
-        b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
-        b"G(T / HTTP/1.1\r\n\r\n",
-        b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n",
-        b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
-        b"\rGET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\nNo colon\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n folded\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
+        b"\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
     ] {
         assert!(
             matches!(parse(input), Err(HttpError::BadRequest(_))),
@@ -336,22 +344,176 @@ fn transfer_encoding_in_http_1_0_is_refused() {
 
 #[test]
 fn connection_options() {
-    let h = parse_ok(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let h = parse_ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     assert!(h.close && !h.keep_alive_10);
-    let h = parse_ok(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
+    let h = parse_ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n");
     assert!(h.close);
     let h = parse_ok(b"GET / HTTP/1.0\r\n\r\n");
     assert!(h.close && !h.keep_alive_10);
     let h = parse_ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
     assert!(!h.close && h.keep_alive_10);
-    let h = parse_ok(b"HEAD / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+    let h = parse_ok(b"HEAD / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n");
     assert!(h.is_head && h.expect_continue && !h.close);
 }
 
 #[test]
 fn header_lookup_by_name_uses_the_parsed_buffer() {
-    let input = b"GET / HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n";
+    let input = b"GET / HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\n\r\n";
     let head = parse_ok(input);
     assert_eq!(head.find(input, "ORIGIN"), Some(&b"https://a.example"[..]));
-    assert_eq!(head.find(input, "host"), None);
+    assert_eq!(head.find(input, "host"), Some(&b"h"[..]));
+    assert_eq!(head.find(input, "referer"), None);
+}
+
+#[test]
+fn http_1_1_needs_exactly_one_valid_host() {
+    for ok in [
+        &b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET / HTTP/1.1\r\nHOST: api.example.com:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:3000\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a%2Db.example:\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: h\r\n\r\n",
+    ] {
+        parse_ok(ok);
+    }
+    for (bad, why) in [
+        (&b"GET / HTTP/1.1\r\n\r\n"[..], "missing Host header"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            "more than one Host header",
+        ),
+        (
+            b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",
+            "more than one Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: h:80x\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n",
+            "invalid Host header",
+        ),
+        (
+            b"GET / HTTP/1.0\r\nHost: a\"b\r\n\r\n",
+            "invalid Host header",
+        ),
+    ] {
+        assert_eq!(
+            parse_err(bad),
+            HttpError::BadRequest(why),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn absolute_form_targets_are_served_as_their_path() {
+    let cases: [(&[u8], &str, Option<&str>); 5] = [
+        (
+            b"GET http://h:3000/api/auctions/7 HTTP/1.1\r\nHost: h:3000\r\n\r\n",
+            "/api/auctions/7",
+            None,
+        ),
+        (
+            b"GET HTTPS://h/api/auctions?limit=2 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "/api/auctions",
+            Some("limit=2"),
+        ),
+        (b"GET http://h HTTP/1.1\r\nHost: other\r\n\r\n", "/", None),
+        (
+            b"GET http://h?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "/",
+            Some("x=1"),
+        ),
+        (
+            b"GET /http://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            "/http://h/x",
+            None,
+        ),
+    ];
+    for (input, path, query) in cases {
+        let head = parse_ok(input);
+        let mut scratch = [Header::EMPTY; MAX_HEADER_LINES];
+        let req = head.request(input, 0..0, &mut scratch);
+        assert_eq!((req.path, req.query), (path, query));
+    }
+    for bad in [
+        &b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET http://h:8x/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse_err(bad),
+            HttpError::BadRequest("invalid authority in request target")
+        );
+    }
+}
+
+#[test]
+fn higher_http_1_minor_versions_are_served_as_1_1() {
+    for version in ["1.2", "1.9"] {
+        let mut input = format!("GET / HTTP/{version}\r\nHost: h\r\n\r\n").into_bytes();
+        let mut scanner = HeadScanner::default();
+        let len = scanner.scan(&input).unwrap().expect("complete");
+        downgrade_minor_version(&mut input[scanner.request_line()]);
+        assert_eq!(parse_head(&input, len).expect("served").version_minor, 1);
+    }
+    for refused in ["2.0", "1.10", "0.9"] {
+        let mut input = format!("GET / HTTP/{refused}\r\nHost: h\r\n\r\n").into_bytes();
+        let mut scanner = HeadScanner::default();
+        let len = scanner.scan(&input).unwrap().expect("complete");
+        downgrade_minor_version(&mut input[scanner.request_line()]);
+        assert!(
+            matches!(parse_head(&input, len), Err(HttpError::BadRequest(_))),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn methods_up_to_the_limit_pass_and_longer_ones_are_501_at_once() {
+    let method = "M".repeat(MAX_METHOD_BYTES);
+    parse_ok(format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+    let longer = "M".repeat(MAX_METHOD_BYTES + 1);
+    assert_eq!(
+        parse_err(format!("{longer} / HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()),
+        HttpError::MethodNotImplemented
+    );
+    // Refused before the line ends, however long it would be.
+    let mut scanner = HeadScanner::default();
+    assert_eq!(
+        scanner.scan(longer.as_bytes()),
+        Err(HttpError::MethodNotImplemented)
+    );
+    let endless = "X".repeat(MAX_REQUEST_LINE_BYTES * 2);
+    assert_eq!(
+        HeadScanner::default().scan(endless.as_bytes()),
+        Err(HttpError::MethodNotImplemented)
+    );
 }

@@ -122,6 +122,9 @@ pub enum HttpError {
     UnsupportedTransferEncoding,
     /// The head or body did not arrive in time.
     RequestTimeout,
+    /// A method longer than [`MAX_METHOD_BYTES`](super::MAX_METHOD_BYTES): none the layer
+    /// serves.
+    MethodNotImplemented,
 }
 
 impl fmt::Display for HttpError {
@@ -137,6 +140,7 @@ impl fmt::Display for HttpError {
             HttpError::PayloadTooLarge => f.write_str("request body too large"),
             HttpError::UnsupportedTransferEncoding => f.write_str("unsupported transfer coding"),
             HttpError::RequestTimeout => f.write_str("request not received in time"),
+            HttpError::MethodNotImplemented => f.write_str("request method not implemented"),
         }
     }
 }

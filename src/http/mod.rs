@@ -38,8 +38,13 @@ pub use server::{serve, ConnectionCounts, Server, ServerConfig};
 /// request is even recognised.
 pub const MAX_REQUEST_LINE_BYTES: usize = 8 * 1024;
 
-/// Largest header section: every byte after the request line up to and including the empty line
-/// that ends the head. Real clients (cookies, bearer tokens) stay well under 8 KiB; 16 KiB leaves
+/// Longest request method the layer passes on. The longest methods of RFC 9110 §9 (`OPTIONS`,
+/// `CONNECT`) have 7 bytes and Gavel serves none longer, so a longer method is answered 501 as
+/// soon as its eighth byte arrives, instead of being buffered up to the request-line limit.
+pub const MAX_METHOD_BYTES: usize = 7;
+
+/// Largest header section: the header lines after the request line, each with its line end, not
+/// the empty line that ends the head (API.md's count). Real clients (cookies, bearer tokens) stay well under 8 KiB; 16 KiB leaves
 /// headroom while keeping per-connection memory bounded. Chunked trailers share this budget.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -56,6 +61,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// digits and the extensions are ignored, so 1 KiB is generous and bounds what we hold while
 /// waiting for the line's end.
 pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// Most chunk framing (size lines with their extensions, and the CRLF after each chunk's data)
+/// in one chunked body, apart from its trailers. The body limit counts decoded bytes only, so
+/// this bounds what a client may add around them: four times the body limit lets a full 64 KiB
+/// body come in chunks of 2 bytes (5 framing bytes each), while a real client's chunks are KiBs.
+/// Framing passed is cut out of the buffer, so this bounds work and time, not memory.
+pub const MAX_CHUNK_FRAMING_BYTES: usize = 4 * MAX_BODY_BYTES;
 
 /// Empty lines tolerated before a request line. RFC 9112 §2.2 asks servers to skip at least one
 /// (some clients send CRLF after a body); more than a few is garbage, not a request.

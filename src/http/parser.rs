@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use super::chunked::ChunkedDecoder;
-use super::head::{parse_head, Framing, Head, HeadScanner};
+use super::head::{downgrade_minor_version, parse_head, Framing, Head, HeadScanner};
 use super::message::HttpError;
 use super::{MAX_HEADER_BYTES, MAX_HEADER_LINES};
 
@@ -60,6 +60,19 @@ impl RequestParser {
         self.head.as_ref().map(|(head, _)| head)
     }
 
+    /// Chunk framing of the current body already decoded past, as a range of the buffer last
+    /// given to [`advance`](Self::advance). The caller removes it from its buffer before the next
+    /// call, so a chunked body costs its decoded size, not its size on the wire.
+    pub(crate) fn take_spent(&mut self) -> Option<Range<usize>> {
+        match &mut self.head {
+            Some((_, Body::Chunked { start, decoder })) => {
+                let spent = decoder.take_spent();
+                (!spent.is_empty()).then(|| *start + spent.start..*start + spent.end)
+            }
+            _ => None,
+        }
+    }
+
     /// Advances over `buf`, the connection's unconsumed bytes starting at this request. A
     /// chunked body is decoded in place, so `buf` is modified.
     pub(crate) fn advance(&mut self, buf: &mut [u8]) -> Result<Progress, HttpError> {
@@ -67,6 +80,7 @@ impl RequestParser {
             let Some(len) = self.scanner.scan(buf)? else {
                 return Ok(Progress::NeedHead);
             };
+            downgrade_minor_version(&mut buf[self.scanner.request_line()]);
             let head = parse_head(buf, len)?;
             let body = self.body_for(&head, len);
             self.head = Some((head, body));
@@ -86,7 +100,7 @@ impl RequestParser {
             Framing::Chunked => Body::Chunked {
                 start: len,
                 decoder: ChunkedDecoder::new(
-                    MAX_HEADER_BYTES.saturating_sub(self.scanner.section_len(len)),
+                    MAX_HEADER_BYTES.saturating_sub(self.scanner.section_len()),
                     MAX_HEADER_LINES.saturating_sub(head.header_count()),
                 ),
             },

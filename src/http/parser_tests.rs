@@ -52,9 +52,9 @@ fn parsed(method: &str, path: &str, body: &[u8]) -> Parsed {
 }
 
 const PIPELINE: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
-POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
-POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x\r\nde\r\n0\r\nT: 1\r\n\r\n\
-\r\nHEAD /d HTTP/1.1\r\n\r\n";
+POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x\r\nde\r\n0\r\nT: 1\r\n\r\n\
+\r\nHEAD /d HTTP/1.1\r\nHost: h\r\n\r\n";
 
 fn pipeline_requests() -> Vec<Parsed> {
     vec![
@@ -92,7 +92,7 @@ fn pipelined_input_one_byte_at_a_time() {
 #[test]
 fn body_waits_for_content_length_and_reports_the_total() {
     let mut parser = RequestParser::new();
-    let mut buf = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345".to_vec();
+    let mut buf = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n12345".to_vec();
     let head_len = buf.len() - 5;
     assert_eq!(
         parser.advance(&mut buf),
@@ -113,15 +113,15 @@ fn body_waits_for_content_length_and_reports_the_total() {
 
 #[test]
 fn body_of_exactly_the_limit_is_accepted_and_one_more_is_413() {
-    let mut at =
-        format!("POST / HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n").into_bytes();
+    let mut at = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n")
+        .into_bytes();
     at.extend(std::iter::repeat_n(b'b', MAX_BODY_BYTES));
     let (done, err) = drive(&[&at]);
     assert_eq!(err, None);
     assert_eq!(done[0].body.len(), MAX_BODY_BYTES);
 
     let over = format!(
-        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
         MAX_BODY_BYTES + 1
     );
     let (_, err) = drive(&[over.as_bytes()]);
@@ -130,7 +130,7 @@ fn body_of_exactly_the_limit_is_accepted_and_one_more_is_413() {
 
 #[test]
 fn chunked_trailers_count_against_what_the_head_left() {
-    let mut req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n".to_vec();
+    let mut req = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n".to_vec();
     let pad = crate::http::MAX_HEADER_BYTES - 200;
     req.extend_from_slice(b"X: ");
     req.extend(std::iter::repeat_n(b'p', pad));
@@ -143,7 +143,7 @@ fn chunked_trailers_count_against_what_the_head_left() {
 
 #[test]
 fn an_error_stops_the_pipeline_after_the_good_requests() {
-    let input = b"GET /ok HTTP/1.1\r\n\r\nGET /bad HTTP/1.1\r\nContent-Length: abc\r\n\r\n";
+    let input = b"GET /ok HTTP/1.1\r\nHost: h\r\n\r\nGET /bad HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n";
     let (done, err) = drive(&[input]);
     assert_eq!(done, vec![parsed("GET", "/ok", b"")]);
     assert_eq!(err, Some(HttpError::InvalidContentLength));
@@ -191,7 +191,7 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn random_bytes_from_a_request_alphabet_never_panic() {
-    let alphabet: &[u8] = b"GET POST / HTTP/1.1\r\n:;,0123456789abcdefABCDEF \t\
+    let alphabet: &[u8] = b"GET POST / HTTP/1.1\r\nHost: h\r\n:;,0123456789abcdefABCDEF \t\
         Content-Length Transfer-Encoding chunked";
     let mut rng = Rng(42);
     for _ in 0..3000 {
