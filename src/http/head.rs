@@ -320,7 +320,7 @@ fn split_target(head: &mut Head, buf: &[u8], target: &str) -> Result<(), HttpErr
     let target = match strip_http_scheme(target) {
         Some(rest) => {
             let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            if end == 0 || !valid_host(rest[..end].as_bytes()) {
+            if end == 0 || !valid_host(&rest.as_bytes()[..end]) {
                 return Err(HttpError::BadRequest("invalid authority in request target"));
             }
             &rest[end..]
