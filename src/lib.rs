@@ -9,6 +9,8 @@ pub mod cache;
 pub mod calendar;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod idempotency;
 pub mod json;
 mod query;

@@ -1,12 +1,9 @@
 //! One connection: reads requests under deadlines, hands them to the service, writes responses
 //! in order, and closes when the protocol, an error, a timeout or shutdown says so.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::ops::Range;
 use std::time::{Duration, Instant};
-
-use may::net::TcpStream;
 
 use super::buffer::ReadBuf;
 use super::cors;
@@ -16,6 +13,7 @@ use super::message::{Header, HttpError, Service};
 use super::parser::{Progress, RequestParser};
 use super::request_id;
 use super::server::ConnLink;
+use super::transport::Transport;
 use super::{LINGER_MAX_BYTES, LINGER_TIMEOUT_MILLIS, MAX_HEADER_LINES, WRITE_BATCH_MAX_BYTES};
 use crate::metrics::{WorkerMetrics, ROUTE_OTHER};
 
@@ -63,8 +61,8 @@ enum ReadOutcome {
     Failed,
 }
 
-pub(crate) struct Conn<'a, S> {
-    stream: &'a mut TcpStream,
+pub(crate) struct Conn<'a, S, T> {
+    stream: &'a mut T,
     link: ConnLink<'a>,
     service: S,
     inbuf: ReadBuf,
@@ -76,8 +74,8 @@ pub(crate) struct Conn<'a, S> {
     metrics: Option<&'static WorkerMetrics>,
 }
 
-impl<'a, S: Service> Conn<'a, S> {
-    pub(crate) fn new(stream: &'a mut TcpStream, link: ConnLink<'a>, service: S) -> Self {
+impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
+    pub(crate) fn new(stream: &'a mut T, link: ConnLink<'a>, service: S) -> Self {
         let metrics = link.metrics();
         Conn {
             stream,
@@ -344,7 +342,7 @@ impl<'a, S: Service> Conn<'a, S> {
     /// Writes what is pending and closes; with `linger`, first discards input for a bounded
     /// time so that closing with unread data does not reset the connection under the response.
     fn finish(mut self, linger: bool) -> Option<(S, Instant)> {
-        if self.flush() && linger && self.stream.shutdown(Shutdown::Write).is_ok() {
+        if self.flush() && linger && self.stream.shutdown_write().is_ok() {
             self.discard_input();
         }
         None
@@ -374,7 +372,7 @@ impl<'a, S: Service> Conn<'a, S> {
             return true;
         }
         self.read_timeout = Some(timeout);
-        self.stream.set_read_timeout(Some(timeout)).is_ok()
+        self.stream.set_read_timeout(timeout).is_ok()
     }
 
     fn set_write_timeout(&mut self, timeout: Duration) -> bool {
@@ -382,7 +380,7 @@ impl<'a, S: Service> Conn<'a, S> {
             return true;
         }
         self.write_timeout = Some(timeout);
-        self.stream.set_write_timeout(Some(timeout)).is_ok()
+        self.stream.set_write_timeout(timeout).is_ok()
     }
 }
 

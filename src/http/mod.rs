@@ -21,13 +21,18 @@ mod conn;
 mod cors;
 mod date;
 mod encode;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 mod gzip;
 mod head;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod memory;
 mod message;
 mod parking;
 mod parser;
 pub mod request_id;
 mod server;
+mod transport;
 
 pub use cors::Cors;
 pub use message::{Header, HttpError, Request, Response, Service};

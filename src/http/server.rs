@@ -409,6 +409,35 @@ pub(crate) struct ConnLink<'a> {
     slot: &'a Slot,
 }
 
+/// A server's shared state for one connection outside any server: the link of a connection
+/// that runs on an in-memory stream.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) struct Detached {
+    shared: Shared,
+    slot: Slot,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Detached {
+    pub(crate) fn new(timeouts: Timeouts, cors: Cors) -> Detached {
+        Detached {
+            shared: Shared::new(timeouts, cors, 1),
+            slot: Slot {
+                fd: -1,
+                idle: AtomicBool::new(false),
+            },
+        }
+    }
+
+    pub(crate) fn link(&self) -> ConnLink<'_> {
+        ConnLink {
+            shared: &self.shared,
+            worker: 0,
+            slot: &self.slot,
+        }
+    }
+}
+
 impl ConnLink<'_> {
     pub(crate) fn timeouts(&self) -> &Timeouts {
         &self.shared.timeouts

@@ -27,6 +27,8 @@ mod client;
 mod config;
 mod conn;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod limits;
 mod resp;
 

@@ -150,8 +150,13 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Reply, CacheError> {
     Ok(match frame[0] {
         b'-' => Err(CacheError::Server(text(line))),
         b'!' => Err(CacheError::Server(text(&body[..body.len() - 2]))),
-        b'$' if line == b"-1" => Ok(Value::Nil),
-        b'$' => Ok(Value::BulkString(body[..body.len() - 2].to_vec())),
+        // The framer took any spelling of -1 (`-01` too) as the null string: so must this.
+        b'$' if length(line)? < 0 => Ok(Value::Nil),
+        b'$' => Ok(Value::BulkString(
+            body.get(..body.len().saturating_sub(2))
+                .unwrap_or_default()
+                .to_vec(),
+        )),
         b'+' if line == b"OK" => Ok(Value::Okay),
         b'+' => Ok(Value::SimpleString(
             std::str::from_utf8(line)
@@ -391,6 +396,18 @@ mod tests {
         assert!(decode(b":12a\r\n").is_err());
         assert!(decode(b"+\xff\r\n").is_err());
         assert!(decode(b",x\r\n").is_err());
+    }
+
+    /// Found by fuzzing: the framer reads `-01` as the null length, and decoding must agree
+    /// instead of slicing an empty body.
+    #[test]
+    fn null_bulk_string_in_any_spelling_is_nil() {
+        for frame in [&b"$-1\r\n"[..], b"$-01\r\n", b"$-0001\r\n"] {
+            let mut framer = Framer::default();
+            assert_eq!(framer.frame(frame).unwrap(), Some(frame.len()));
+            assert_eq!(decode(frame).unwrap().unwrap(), Value::Nil);
+        }
+        crate::cache::client::fuzz::resp(b":-4elv\r\n$-01\r\n");
     }
 
     #[test]

@@ -32,6 +32,8 @@ mod config;
 mod conn;
 mod demux;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod limits;
 mod row;
 
