@@ -13,6 +13,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod placement;
 pub mod server;

@@ -244,6 +244,11 @@ impl ConnectionCounts {
             .map(|w| w.open.load(Ordering::SeqCst))
             .collect()
     }
+
+    /// Connections currently open on `worker`, parked ones included.
+    pub fn open(&self, worker: usize) -> usize {
+        self.shared.workers[worker].open.load(Ordering::SeqCst)
+    }
 }
 
 /// A coroutine builder for a worker's acceptor, parker and sweeper.

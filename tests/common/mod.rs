@@ -58,7 +58,10 @@ pub struct Launched {
 
 /// Starts `gavel` without waiting. The child is killed when the calling thread ends.
 pub fn launch(db: &str, env: &[(&str, &str)]) -> Result<Launched, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
+    // GAVEL_TEST_BIN runs the suite against another build (the release one, for figures).
+    let bin =
+        std::env::var("GAVEL_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gavel").into());
+    let mut cmd = Command::new(bin);
     // Port 0 for both listeners, so servers started side by side never collide.
     cmd.env("GAVEL_LISTEN", "127.0.0.1:0")
         .env("GAVEL_ADMIN_LISTEN", "127.0.0.1:0")

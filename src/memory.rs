@@ -1,0 +1,50 @@
+//! Memory given back after load. The allocator keeps freed pages of a thread's heap for reuse
+//! and purges them only when that thread allocates again; a worker that goes quiet after a burst
+//! of connections would hold the burst's peak for as long as it stays quiet. So each worker
+//! collects its own heap once many of its connections have closed.
+
+use std::time::Duration;
+
+use may::coroutine::Builder;
+
+use crate::http::ConnectionCounts;
+
+/// How often each worker compares its open connections with their peak. A second is soon enough
+/// for memory to follow a burst down, and costs one atomic read a second when nothing changed.
+pub const TRIM_CHECK_MILLIS: u64 = 1000;
+
+/// Connections that must have closed on a worker since its peak before it collects its heap.
+/// Each closed connection freed a few KiB at least, so 256 of them are worth a collection
+/// (which walks the heap's pages), while ordinary churn under steady load does not trigger one
+/// every second.
+pub const TRIM_AFTER_CLOSED_CONNECTIONS: usize = 256;
+
+/// Stack of a trimmer coroutine: a loop, a sleep and one allocator call.
+const TRIMMER_STACK_BYTES: usize = 64 * 1024;
+
+/// Starts one trimmer on each worker.
+pub fn spawn_trimmers(counts: &ConnectionCounts, workers: usize) {
+    for worker in 0..workers {
+        let counts = counts.clone();
+        let builder = Builder::new()
+            .id(worker)
+            .stack_size(TRIMMER_STACK_BYTES / std::mem::size_of::<usize>());
+        if let Err(e) = may::go!(builder, move || trim_loop(&counts, worker)) {
+            crate::logging::warn("memory trimmer not started", &[("error", &e)]);
+        }
+    }
+}
+
+fn trim_loop(counts: &ConnectionCounts, worker: usize) {
+    let mut peak = 0;
+    loop {
+        may::coroutine::sleep(Duration::from_millis(TRIM_CHECK_MILLIS));
+        let open = counts.open(worker);
+        peak = peak.max(open);
+        if peak - open >= TRIM_AFTER_CLOSED_CONNECTIONS {
+            // SAFETY: collects the calling thread's own heap; no pointer is passed.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+            peak = open;
+        }
+    }
+}
