@@ -41,10 +41,33 @@ fn trim_loop(counts: &ConnectionCounts, worker: usize) {
         may::coroutine::sleep(Duration::from_millis(TRIM_CHECK_MILLIS));
         let open = counts.open(worker);
         peak = peak.max(open);
-        if peak - open >= TRIM_AFTER_CLOSED_CONNECTIONS {
+        if worth_collecting(peak, open) {
+            // Forced: the pages freed by closed connections are purged now, not after a delay
+            // that only a later allocation on this thread would end.
             // SAFETY: collects the calling thread's own heap; no pointer is passed.
             unsafe { libmimalloc_sys::mi_collect(true) };
             peak = open;
         }
+    }
+}
+
+/// Whether enough connections closed since the peak to make a collection worth its walk.
+fn worth_collecting(peak: usize, open: usize) -> bool {
+    debug_assert!(open <= peak);
+    peak - open >= TRIM_AFTER_CLOSED_CONNECTIONS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_once_the_threshold_of_closed_connections_is_reached() {
+        let n = TRIM_AFTER_CLOSED_CONNECTIONS;
+        assert!(!worth_collecting(n - 1, 0));
+        assert!(worth_collecting(n, 0));
+        assert!(!worth_collecting(10_000, 10_000 - n + 1));
+        assert!(worth_collecting(10_000, 10_000 - n));
+        assert!(!worth_collecting(0, 0));
     }
 }
