@@ -324,7 +324,7 @@ fn auction_created(created: Keyed<CreatedAuction>) -> ApiResult {
 }
 
 fn get_auction(ctx: &WorkerContext, _req: &Request<'_>, id: i64) -> ApiResult {
-    let auction = queries::get_auction(&ctx.store.read, id)?.ok_or(ApiError::NotFound)?;
+    let auction = ctx.store.auctions.get(id)?.ok_or(ApiError::NotFound)?;
     let now = now();
     Ok(json_response(200, |out| {
         json::write_auction(out, &auction, now)

@@ -517,3 +517,8 @@ fn methods_up_to_the_limit_pass_and_longer_ones_are_501_at_once() {
         Err(HttpError::MethodNotImplemented)
     );
 }
+
+#[test]
+fn host_value_whitespace_around_it_is_not_part_of_it() {
+    parse_ok(b"GET / HTTP/1.1\r\nHost:  h:80 \t\r\n\r\n");
+}

@@ -1,14 +1,17 @@
 //! Storage: the PostgreSQL client, the queries Gavel runs and the schema migrations.
 
 pub mod batch;
+mod coalesce;
 pub mod migrate;
 pub mod pg;
 pub mod queries;
+pub mod reads;
 pub mod sweep;
 mod types;
 
 use batch::BidBatcher;
 use pg::{Client, Config, PgError};
+use reads::AuctionReader;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,8 +67,10 @@ impl From<PgError> for StoreError {
 /// read never waits in the pipeline behind a commit.
 pub struct Store {
     pub write: Arc<Client>,
-    pub read: Client,
+    pub read: Arc<Client>,
     pub bids: BidBatcher,
+    /// Single-auction reads, coalesced on `read`.
+    pub auctions: AuctionReader,
 }
 
 impl Store {
@@ -77,10 +82,21 @@ impl Store {
             queries::STATEMENTS,
             worker,
         )?);
-        let read = Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)?;
+        let read = Arc::new(Client::connect_now(
+            cfg.clone(),
+            queries::STATEMENTS,
+            worker,
+        )?);
         let bids = BidBatcher::start(write.clone(), worker, cfg.query_timeout)
             .map_err(|e| PgError::Unavailable(format!("cannot start the bid batcher: {e}")))?;
-        Ok(Store { write, read, bids })
+        let auctions = AuctionReader::start(read.clone(), worker, cfg.query_timeout)
+            .map_err(|e| PgError::Unavailable(format!("cannot start the auction reader: {e}")))?;
+        Ok(Store {
+            write,
+            read,
+            bids,
+            auctions,
+        })
     }
 
     pub fn is_up(&self) -> bool {

@@ -30,6 +30,7 @@ const LIST_BIDS_BEFORE: usize = 9;
 const CREATE_AUCTION_KEYED: usize = 10;
 const STORED_AUCTION: usize = 11;
 const SWEEP_KEYS: usize = 12;
+const GET_AUCTIONS: usize = 13;
 
 /// Lists give `$1` after_id, `$2` row count, `$3` now.
 pub static STATEMENTS: &[StatementDef] = &[
@@ -142,6 +143,11 @@ pub static STATEMENTS: &[StatementDef] = &[
         sql: "SELECT gavel_sweep_keys($1)",
         param_types: &[Type::INT4],
     },
+    StatementDef {
+        name: "get_auctions",
+        sql: auction_select!("WHERE id = ANY($1)"),
+        param_types: &[Type::INT8_ARRAY],
+    },
 ];
 
 /// What the database decided for one bid.
@@ -171,6 +177,12 @@ pub fn ping(client: &Client) -> Result<(), StoreError> {
 pub fn get_auction(client: &Client, id: i64) -> Result<Option<Auction>, StoreError> {
     let rows = client.query(GET_AUCTION, &[&id])?;
     rows.first().map(auction_from_row).transpose()
+}
+
+/// The auctions among `ids` that exist, in no particular order.
+pub fn get_auctions(client: &Client, ids: &[i64]) -> Result<Vec<Auction>, StoreError> {
+    let rows = client.query(GET_AUCTIONS, &[&ids])?;
+    rows.iter().map(auction_from_row).collect()
 }
 
 pub fn insert_auction(client: &Client, a: &NewAuction) -> Result<Auction, StoreError> {
@@ -511,6 +523,7 @@ mod tests {
             (CREATE_AUCTION_KEYED, "create_auction_keyed"),
             (STORED_AUCTION, "stored_auction"),
             (SWEEP_KEYS, "sweep_keys"),
+            (GET_AUCTIONS, "get_auctions"),
         ];
         assert_eq!(expect.len(), STATEMENTS.len());
         for (idx, name) in expect {

@@ -1,0 +1,145 @@
+//! Coalescing: the requests of one worker that arrive while its statement is in flight wait and
+//! go together in the next one. There is no timer: a request arriving on a quiet worker leaves at
+//! once, and under load each statement carries what queued during the one before. Each request
+//! still gets its own answer, and none is answered before the statement that decided it returned.
+
+use super::StoreError;
+use may::sync::mpsc::{channel, Receiver, Sender};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long past the database timeout a request waits for its statement: the statement's own
+/// query times out first, so this only matters if the coalescer itself is stuck.
+const REPLY_MARGIN_MILLIS: u64 = 100;
+
+/// The coalescing coroutine's stack, in words: it only encodes parameters and decodes rows.
+const COALESCER_STACK_WORDS: usize = 16 * 1024;
+
+/// What a coalescer is for: its name in errors and logs, its bounds and its statement.
+pub struct Spec {
+    pub name: &'static str,
+    /// Most requests in one statement.
+    pub max_batch: usize,
+    /// Requests waiting; past this a request gets a fast 503 instead of a place in a queue the
+    /// database cannot drain within the request timeout anyway.
+    pub max_queued: usize,
+}
+
+/// Runs one statement for a batch: one answer for each input, in order.
+type Decide<I, O> = dyn Fn(&[I]) -> Result<Vec<O>, StoreError>;
+
+struct Job<I, O> {
+    input: I,
+    reply: Sender<Result<O, StoreError>>,
+}
+
+/// One worker's queue of requests of one kind, and the coroutine that drains it.
+pub struct Coalescer<I, O> {
+    jobs: Sender<Job<I, O>>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    name: &'static str,
+    wait: Duration,
+    worker: usize,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
+    /// Starts the coalescing coroutine on `worker`; `decide` runs one statement for a batch and
+    /// returns one answer for each input, in order.
+    pub fn start<F>(spec: &Spec, worker: usize, db_timeout: Duration, decide: F) -> io::Result<Self>
+    where
+        F: Fn(&[I]) -> Result<Vec<O>, StoreError> + Send + 'static,
+    {
+        let (jobs, rx) = channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let counter = queued.clone();
+        let max_batch = spec.max_batch;
+        crate::placement::spawn_on(worker, spec.name, COALESCER_STACK_WORDS, move || {
+            run(&rx, &counter, max_batch, &decide)
+        })?;
+        Ok(Coalescer {
+            jobs,
+            queued,
+            max_queued: spec.max_queued,
+            name: spec.name,
+            wait: db_timeout + Duration::from_millis(REPLY_MARGIN_MILLIS),
+            worker,
+        })
+    }
+
+    /// Answers `input` in the next statement; returns once that statement has returned.
+    pub fn submit(&self, input: I) -> Result<O, StoreError> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Unavailable(format!(
+                "the {} queue is full",
+                self.name
+            )));
+        }
+        let (reply, answer) = channel();
+        if self.jobs.send(Job { input, reply }).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Unavailable(format!(
+                "the {} stopped",
+                self.name
+            )));
+        }
+        match answer.recv_timeout(self.wait) {
+            Ok(answer) => answer,
+            Err(_) => {
+                // A timed-out wait resumes on may's timer thread; go home before going on.
+                crate::placement::return_to(self.worker);
+                Err(StoreError::Unavailable(format!(
+                    "no answer from the {} in time",
+                    self.name
+                )))
+            }
+        }
+    }
+}
+
+fn run<I, O>(
+    jobs: &Receiver<Job<I, O>>,
+    queued: &AtomicUsize,
+    max_batch: usize,
+    decide: &Decide<I, O>,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        answer(&mut batch, decide);
+    }
+}
+
+/// Runs one batch and answers each of its requests; a failed statement decided nothing, so every
+/// request in it gets the error (and may be retried).
+fn answer<I, O>(batch: &mut Vec<Job<I, O>>, decide: &Decide<I, O>) {
+    let (inputs, replies): (Vec<I>, Vec<_>) = batch.drain(..).map(|j| (j.input, j.reply)).unzip();
+    match decide(&inputs) {
+        Ok(answers) if answers.len() == replies.len() => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Ok(_) => {
+            let e = StoreError::internal("a batch answered a different number of requests");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
