@@ -8,6 +8,7 @@ use std::time::Duration;
 use may::coroutine::Builder;
 
 use crate::http::ConnectionCounts;
+use crate::placement::Nap;
 
 /// How often each worker compares its open connections with their peak. A second is soon enough
 /// for memory to follow a burst down, and costs one atomic read a second when nothing changed.
@@ -29,23 +30,36 @@ pub fn spawn_trimmers(counts: &ConnectionCounts, workers: usize) {
         let builder = Builder::new()
             .id(worker)
             .stack_size(TRIMMER_STACK_BYTES / std::mem::size_of::<usize>());
-        if let Err(e) = may::go!(builder, move || trim_loop(&counts, worker)) {
+        let trim = move || match Nap::new(worker) {
+            Ok(mut nap) => trim_loop(&mut nap, CHECK, || counts.open(worker), collect),
+            Err(e) => crate::logging::warn("memory trimmer not started", &[("error", &e)]),
+        };
+        if let Err(e) = may::go!(builder, trim) {
             crate::logging::warn("memory trimmer not started", &[("error", &e)]);
         }
     }
 }
 
-fn trim_loop(counts: &ConnectionCounts, worker: usize) {
+const CHECK: Duration = Duration::from_millis(TRIM_CHECK_MILLIS);
+
+/// Collects the calling thread's heap, purging the pages freed by closed connections now rather
+/// than after a delay that only a later allocation on this thread would end.
+fn collect() {
+    // SAFETY: collects the calling thread's own heap; no pointer is passed.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// Every `every`, compares `open()` with its peak and calls `collect` once enough connections
+/// have gone. The naps resume on the worker (a `may` sleep would resume on the timer thread),
+/// so `collect` runs on the thread whose heap those connections used.
+fn trim_loop(nap: &mut Nap, every: Duration, open: impl Fn() -> usize, mut collect: impl FnMut()) {
     let mut peak = 0;
     loop {
-        may::coroutine::sleep(Duration::from_millis(TRIM_CHECK_MILLIS));
-        let open = counts.open(worker);
+        nap.sleep(every);
+        let open = open();
         peak = peak.max(open);
         if worth_collecting(peak, open) {
-            // Forced: the pages freed by closed connections are purged now, not after a delay
-            // that only a later allocation on this thread would end.
-            // SAFETY: collects the calling thread's own heap; no pointer is passed.
-            unsafe { libmimalloc_sys::mi_collect(true) };
+            collect();
             peak = open;
         }
     }
@@ -69,5 +83,29 @@ mod tests {
         assert!(!worth_collecting(10_000, 10_000 - n + 1));
         assert!(worth_collecting(10_000, 10_000 - n));
         assert!(!worth_collecting(0, 0));
+    }
+
+    #[test]
+    fn collections_run_on_the_worker_whose_connections_closed() {
+        let workers = may::config().get_workers().max(1);
+        for worker in 0..workers {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let on_worker = Builder::new().id(worker);
+            // The loop never ends: the coroutine is left behind once it has reported.
+            let _trimmer = may::go!(on_worker, move || {
+                let home = std::thread::current().id();
+                let mut nap = Nap::new(worker).expect("nap");
+                let open = std::cell::Cell::new(TRIM_AFTER_CLOSED_CONNECTIONS);
+                let reads = move || open.replace(0);
+                trim_loop(&mut nap, Duration::from_millis(5), reads, || {
+                    let _ = tx.send(std::thread::current().id() == home);
+                });
+            })
+            .expect("spawn");
+            let on_home = rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("a collection");
+            assert!(on_home, "worker {worker} collected on another thread");
+        }
     }
 }

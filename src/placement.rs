@@ -5,11 +5,14 @@
 //! descriptor (`fd % workers`), a coroutine woken by another one on the waker's worker, and a
 //! timed-out one on whichever worker its timer thread picks.
 
-use std::io;
-use std::os::fd::AsRawFd;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use may::io::CoIo;
 use may::net::TcpStream;
 use may::sync::mpsc::channel;
 
@@ -51,6 +54,70 @@ pub fn on_worker(stream: &TcpStream, worker: usize) -> io::Result<TcpStream> {
         misses.push(dup);
     }
     stream.try_clone()
+}
+
+/// Size of an eventfd read: the kernel refuses buffers shorter than its 8-byte counter.
+const EVENTFD_READ_BYTES: usize = 8;
+
+/// A timed wait that resumes on a chosen worker, for a coroutine of that worker that must not
+/// leave it: `may::coroutine::sleep` would resume it on may's timer thread, while a read timeout
+/// fires in the event loop of the worker that owns the descriptor. The descriptor is an eventfd
+/// that nothing ever writes, so every read waits until its timeout.
+pub(crate) struct Nap {
+    io: CoIo<File>,
+}
+
+impl Nap {
+    pub(crate) fn new(worker: usize) -> io::Result<Nap> {
+        // SAFETY: plain syscall without pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and nothing else owns it.
+        let created = unsafe { OwnedFd::from_raw_fd(fd) };
+        let aligned = dup_for_worker(created.as_raw_fd(), worker)?;
+        Ok(Nap {
+            io: CoIo::new(File::from(aligned))?,
+        })
+    }
+
+    /// Waits for `duration` (which must be positive), in a coroutine.
+    pub(crate) fn sleep(&mut self, duration: Duration) {
+        let mut counter = [0u8; EVENTFD_READ_BYTES];
+        let timed_out = self.io.set_read_timeout(Some(duration)).is_ok()
+            && matches!(self.io.read(&mut counter), Err(e) if e.kind() == io::ErrorKind::TimedOut);
+        if !timed_out {
+            // Never expected; still wait rather than let the caller spin.
+            may::coroutine::sleep(duration);
+        }
+    }
+}
+
+/// A duplicate of `fd` (close-on-exec) whose number maps to `worker`'s epoll in may, which picks
+/// it by `fd % workers`. Each try asks for the lowest free number at or above the next one that
+/// maps to `worker`, so the search only moves up and ends at the descriptor limit.
+pub(crate) fn dup_for_worker(fd: RawFd, worker: usize) -> io::Result<OwnedFd> {
+    let workers = may::config().get_workers().max(1);
+    let want = worker % workers;
+    let mut lowest = want;
+    loop {
+        let min = libc::c_int::try_from(lowest)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EMFILE))?;
+        // SAFETY: plain syscall without pointers.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `dup` was just created and nothing else owns it.
+        let dup = unsafe { OwnedFd::from_raw_fd(dup) };
+        let got = dup.as_raw_fd() as usize;
+        if got % workers == want {
+            return Ok(dup);
+        }
+        // The next number above `got` that maps to `worker`; `dup` is closed here.
+        lowest = got - got % workers + want + if got % workers > want { workers } else { 0 };
+    }
 }
 
 /// Moves the calling coroutine back onto `worker` by having a helper spawned there wake it.

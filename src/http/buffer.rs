@@ -54,20 +54,22 @@ impl ReadBuf {
     /// Free space to read into, so that the unconsumed bytes can reach `want` bytes (or just
     /// some room when `want` is not known). `None` when the cap is reached.
     ///
-    /// The buffer grows as bytes arrive, at most doubling what it holds, whatever `want` says:
-    /// a client that declares a 64 KiB body and sends a byte of it costs a few KiB, not 64.
+    /// The buffer grows as bytes arrive, never to more than twice what it holds (or the initial
+    /// size), whatever `want` says: a client that declares a 64 KiB body and sends a byte of it
+    /// costs a few KiB, not 64.
     pub(crate) fn spare(&mut self, want: Option<usize>) -> Option<&mut [u8]> {
         let held = self.end - self.start;
-        let want = want
-            .unwrap_or(0)
-            .min((2 * held).max(READ_BUFFER_INITIAL_BYTES))
-            .max(held + 1)
-            .min(READ_BUFFER_MAX_BYTES);
         if held >= READ_BUFFER_MAX_BYTES {
             return None;
         }
-        if self.data.len() - self.start < want || self.end == self.data.len() {
-            self.make_room(want);
+        let step = (2 * held).clamp(READ_BUFFER_INITIAL_BYTES, READ_BUFFER_MAX_BYTES);
+        let size = match want {
+            Some(total) => total.clamp(held + 1, step),
+            None => step,
+        };
+        let short = want.is_some() && self.data.len() - self.start < size;
+        if short || self.end == self.data.len() {
+            self.make_room(size);
         }
         Some(&mut self.data[self.end..])
     }
@@ -109,21 +111,13 @@ impl ReadBuf {
         &mut self.data
     }
 
-    /// Moves the unconsumed bytes to the front and grows (doubling, capped) until `want`
-    /// bytes fit with room to spare.
-    fn make_room(&mut self, want: usize) {
+    /// Moves the unconsumed bytes to the front and grows the buffer to `size` if it is smaller.
+    fn make_room(&mut self, size: usize) {
         self.data.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        let mut cap = self.data.len().max(READ_BUFFER_INITIAL_BYTES);
-        while cap < want || cap == self.end {
-            cap = (cap * 2).min(READ_BUFFER_MAX_BYTES);
-            if cap == READ_BUFFER_MAX_BYTES {
-                break;
-            }
-        }
-        if cap > self.data.len() {
-            self.data.resize(cap, 0);
+        if self.data.len() < size {
+            self.data.resize(size, 0);
         }
     }
 }
@@ -180,6 +174,18 @@ mod tests {
             assert!(buf.capacity() <= (2 * held).max(READ_BUFFER_INITIAL_BYTES));
         }
         assert_eq!(buf.unparsed().len(), 50_000);
+    }
+
+    #[test]
+    fn partial_reads_never_grow_it_past_twice_what_it_holds() {
+        let mut buf = ReadBuf::default();
+        fill(&mut buf, &[b'x'; 2049]);
+        assert_eq!(buf.capacity(), READ_BUFFER_INITIAL_BYTES);
+        buf.spare(Some(65_536)).expect("room");
+        assert!(buf.capacity() <= 2 * 2049, "{}", buf.capacity());
+        fill(&mut buf, &[b'y'; 100]);
+        buf.spare(Some(65_536)).expect("room");
+        assert!(buf.capacity() <= 2 * 2149, "{}", buf.capacity());
     }
 
     #[test]

@@ -247,14 +247,9 @@ impl Head {
                 value: value.get(buf),
             };
         }
-        // Only an absolute-form target without a path leaves it empty (RFC 9112 §3.2.2): `/`.
-        let path = match self.path.get_str(buf) {
-            "" => "/",
-            path => path,
-        };
         Request {
             method: self.method.get_str(buf),
-            path,
+            path: self.path.get_str(buf),
             query: self.query.map(|q| q.get_str(buf)),
             version_minor: self.version_minor,
             headers: &scratch[..self.header_count],
@@ -323,7 +318,19 @@ fn split_target(head: &mut Head, buf: &[u8], target: &str) -> Result<(), HttpErr
             if end == 0 || !valid_host(&rest.as_bytes()[..end]) {
                 return Err(HttpError::BadRequest("invalid authority in request target"));
             }
-            &rest[end..]
+            let (path, query) = rest[end..].split_once('?').unwrap_or((&rest[end..], ""));
+            // An empty path is `/` (RFC 9112 §3.2.2): the span points at the last slash of
+            // the scheme's `://`, which the buffer holds.
+            let path = match path {
+                "" => &target[target.len() - rest.len() - 1..target.len() - rest.len()],
+                path => path,
+            };
+            debug_assert!(path.starts_with('/'));
+            head.path = Span::of(buf, path.as_bytes());
+            head.query = rest[end..]
+                .contains('?')
+                .then(|| Span::of(buf, query.as_bytes()));
+            return Ok(());
         }
         None => target,
     };

@@ -522,3 +522,12 @@ fn methods_up_to_the_limit_pass_and_longer_ones_are_501_at_once() {
 fn host_value_whitespace_around_it_is_not_part_of_it() {
     parse_ok(b"GET / HTTP/1.1\r\nHost:  h:80 \t\r\n\r\n");
 }
+
+#[test]
+fn an_origin_form_target_without_its_slash_is_not_taken_for_the_root() {
+    let input = b"GET ?a=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+    let head = parse_ok(input);
+    let mut scratch = [Header::EMPTY; MAX_HEADER_LINES];
+    let req = head.request(input, 0..0, &mut scratch);
+    assert_eq!((req.path, req.query), ("", Some("a=1")));
+}

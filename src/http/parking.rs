@@ -12,23 +12,21 @@
 //! may resumes a coroutine blocked on a descriptor, or whose wait on it timed out, on the worker
 //! whose epoll owns the descriptor (`fd % workers`), and one that slept with
 //! `may::coroutine::sleep` on its timer thread. So the descriptors a lot's coroutines wait on are
-//! duplicated onto numbers that map to the lot's worker ([`Lot::waiter`], [`Nap`]), and the
+//! duplicated onto numbers that map to the lot's worker ([`Lot::waiter`], [`crate::placement::Nap`]), and the
 //! sweeper waits with a read timeout instead of sleeping: both stay on their worker.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use may::io::CoIo;
 
+use crate::placement::dup_for_worker;
+
 /// Events collected per `epoll_wait` call; more are fetched in further calls.
 const READY_BATCH_EVENTS: usize = 64;
-
-/// Size of an eventfd read: the kernel refuses buffers shorter than its 8-byte counter.
-const EVENTFD_READ_BYTES: usize = 8;
 
 struct Entry<T> {
     item: T,
@@ -187,67 +185,6 @@ impl<T> Lot<T> {
     }
 }
 
-/// A timed wait that resumes on a chosen worker, for a coroutine of that worker that must not
-/// leave it: `may::coroutine::sleep` would resume it on may's timer thread, while a read timeout
-/// fires in the event loop of the worker that owns the descriptor. The descriptor is an eventfd
-/// that nothing ever writes, so every read waits until its timeout.
-pub(crate) struct Nap {
-    io: CoIo<File>,
-}
-
-impl Nap {
-    pub(crate) fn new(worker: usize) -> io::Result<Nap> {
-        // SAFETY: plain syscall without pointers.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and nothing else owns it.
-        let created = unsafe { OwnedFd::from_raw_fd(fd) };
-        let aligned = dup_for_worker(created.as_raw_fd(), worker)?;
-        Ok(Nap {
-            io: CoIo::new(File::from(aligned))?,
-        })
-    }
-
-    /// Waits for `duration` (which must be positive), in a coroutine.
-    pub(crate) fn sleep(&mut self, duration: Duration) {
-        let mut counter = [0u8; EVENTFD_READ_BYTES];
-        let timed_out = self.io.set_read_timeout(Some(duration)).is_ok()
-            && matches!(self.io.read(&mut counter), Err(e) if e.kind() == io::ErrorKind::TimedOut);
-        if !timed_out {
-            // Never expected; still wait rather than let the caller spin.
-            may::coroutine::sleep(duration);
-        }
-    }
-}
-
-/// A duplicate of `fd` (close-on-exec) whose number maps to `worker`'s epoll in may, which picks
-/// it by `fd % workers`. Each try asks for the lowest free number at or above the next one that
-/// maps to `worker`, so the search only moves up and ends at the descriptor limit.
-fn dup_for_worker(fd: RawFd, worker: usize) -> io::Result<OwnedFd> {
-    let workers = may::config().get_workers().max(1);
-    let want = worker % workers;
-    let mut lowest = want;
-    loop {
-        let min = libc::c_int::try_from(lowest)
-            .map_err(|_| io::Error::from_raw_os_error(libc::EMFILE))?;
-        // SAFETY: plain syscall without pointers.
-        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
-        if dup < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `dup` was just created and nothing else owns it.
-        let dup = unsafe { OwnedFd::from_raw_fd(dup) };
-        let got = dup.as_raw_fd() as usize;
-        if got % workers == want {
-            return Ok(dup);
-        }
-        // The next number above `got` that maps to `worker`; `dup` is closed here.
-        lowest = got - got % workers + want + if got % workers > want { workers } else { 0 };
-    }
-}
-
 /// Adds (level-triggered, readable or hung up) or removes `fd` in `epoll`.
 fn ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
     let mut event = libc::epoll_event {
@@ -272,6 +209,7 @@ mod tests {
     use may::io::WaitIo;
 
     use super::*;
+    use crate::placement::Nap;
 
     fn pair() -> (UnixStream, UnixStream) {
         UnixStream::pair().expect("socket pair")

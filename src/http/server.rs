@@ -31,11 +31,12 @@ use super::conn::{Conn, Timeouts};
 use super::cors::Cors;
 use super::gzip::GzipPool;
 use super::message::Service;
-use super::parking::{Lot, Nap};
+use super::parking::Lot;
 use super::{ACCEPT_BACKOFF_MILLIS, BODY_TIMEOUT_SECS, CONN_STACK_BYTES};
 use super::{GZIP_COMPRESSORS_PER_WORKER, HEADER_TIMEOUT_SECS, HOUSEKEEPING_STACK_BYTES};
 use super::{IDLE_TIMEOUT_SECS, LISTEN_BACKLOG, PARK_AFTER_MILLIS, SHUTDOWN_POLL_MILLIS};
 use super::{SWEEP_NAP_MIN_MILLIS, WRITE_TIMEOUT_SECS};
+use crate::placement::Nap;
 
 /// How to run the server. [`ServerConfig::new`] gives the documented defaults.
 #[derive(Debug, Clone)]

@@ -7,11 +7,15 @@ use super::StoreError;
 use may::sync::mpsc::{channel, Receiver, Sender};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long past the database timeout a request waits for its statement: the statement's own
-/// query times out first, so this only matters if the coalescer itself is stuck.
+/// How long past the database timeout a request waits for its answer. A request that arrives
+/// while a statement is in flight waits for that one and then for its own, so on a slow database
+/// it may give up (503, within API.md's second) before its statement is sent; the margin only
+/// covers the common case of one statement. A request that gave up is dropped from its batch
+/// before the statement is sent, so nothing is decided for a client that was told 503.
 const REPLY_MARGIN_MILLIS: u64 = 100;
 
 /// The coalescing coroutine's stack, in words: it only encodes parameters and decodes rows.
@@ -33,6 +37,8 @@ type Decide<I, O> = dyn Fn(&[I]) -> Result<Vec<O>, StoreError>;
 struct Job<I, O> {
     input: I,
     reply: Sender<Result<O, StoreError>>,
+    /// When the caller stops waiting: a job still queued then is never decided.
+    deadline: Instant,
 }
 
 /// One worker's queue of requests of one kind, and the coroutine that drains it.
@@ -79,16 +85,19 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
             )));
         }
         let (reply, answer) = channel();
-        if self.jobs.send(Job { input, reply }).is_err() {
+        let job = Job {
+            input,
+            reply,
+            deadline: Instant::now() + self.wait,
+        };
+        if self.jobs.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Unavailable(format!(
-                "the {} stopped",
-                self.name
-            )));
+            return Err(self.stopped());
         }
         match answer.recv_timeout(self.wait) {
             Ok(answer) => answer,
-            Err(_) => {
+            Err(RecvTimeoutError::Disconnected) => Err(self.stopped()),
+            Err(RecvTimeoutError::Timeout) => {
                 // A timed-out wait resumes on may's timer thread; go home before going on.
                 crate::placement::return_to(self.worker);
                 Err(StoreError::Unavailable(format!(
@@ -97,6 +106,10 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
                 )))
             }
         }
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Unavailable(format!("the {} stopped", self.name))
     }
 }
 
@@ -116,8 +129,17 @@ fn run<I, O>(
             }
         }
         queued.fetch_sub(batch.len(), Ordering::AcqRel);
-        answer(&mut batch, decide);
+        drop_expired(&mut batch, Instant::now());
+        if !batch.is_empty() {
+            answer(&mut batch, decide);
+        }
     }
+}
+
+/// Removes the jobs whose callers have stopped waiting: deciding them would be wasted work, and
+/// for a bid, an effect its client was told did not happen.
+fn drop_expired<I, O>(batch: &mut Vec<Job<I, O>>, now: Instant) {
+    batch.retain(|job| job.deadline > now);
 }
 
 /// Runs one batch and answers each of its requests; a failed statement decided nothing, so every
@@ -141,5 +163,34 @@ fn answer<I, O>(batch: &mut Vec<Job<I, O>>, decide: &Decide<I, O>) {
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(deadline: Instant) -> Job<u8, u8> {
+        let (reply, _answer) = channel();
+        Job {
+            input: 0,
+            reply,
+            deadline,
+        }
+    }
+
+    #[test]
+    fn jobs_whose_callers_gave_up_are_not_decided() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let mut batch = vec![
+            job(now - ms(1)),
+            job(now),
+            job(now + ms(1)),
+            job(now + ms(500)),
+        ];
+        drop_expired(&mut batch, now);
+        let left: Vec<Instant> = batch.iter().map(|j| j.deadline).collect();
+        assert_eq!(left, vec![now + ms(1), now + ms(500)]);
     }
 }
