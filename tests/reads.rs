@@ -113,3 +113,68 @@ fn a_read_after_a_201_shows_that_bid_even_among_concurrent_reads() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn concurrent_bid_pages_answer_exactly_what_lone_pages_do() {
+    let server = spawn_server(&test_db_name("reads_pages"), &[]);
+    let addr = server.addr;
+    let mut paths = Vec::new();
+    for i in 0..12 {
+        let id = started_auction(addr, "1.00", "1.00");
+        let bids = [0, 1, 2, 7, 60][i % 5];
+        for b in 0..bids {
+            let body = format!(
+                r#"{{"auction_id":{id},"amount":"{}.00","bidder_id":{}}}"#,
+                2 + b,
+                7 + b % 3
+            );
+            assert_eq!(post(addr, "/api/bids", &body).status, 201);
+        }
+        paths.push(format!("/api/bids/{id}"));
+        paths.push(format!("/api/bids/{id}?limit=3"));
+        paths.push(format!("/api/bids/{id}?limit=1&before_id=999999999"));
+        paths.push(format!("/api/bids/{id}?limit=50"));
+        paths.push(format!("/api/bids/{id}?limit=200"));
+    }
+    // A cursor from a real first page, and an auction that does not exist.
+    let first = get(
+        addr,
+        &format!(
+            "{}?limit=5",
+            paths[paths.len() - 1].split('?').next().unwrap()
+        ),
+    );
+    if let Some(next) = first.json()["next_before_id"].as_i64() {
+        paths.push(format!(
+            "{}?limit=5&before_id={next}",
+            paths[paths.len() - 1].split('?').next().unwrap()
+        ));
+    }
+    paths.push("/api/bids/999999999".into());
+    let expected: Vec<(String, (u16, Value))> = paths
+        .iter()
+        .map(|p| {
+            let r = get(addr, p);
+            (p.clone(), (r.status, r.json()))
+        })
+        .collect();
+    let expected = Arc::new(expected);
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let expected = expected.clone();
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                let mut rng = Lcg(r as u64 + 11);
+                for _ in 0..READS_EACH {
+                    let (path, want) = &expected[rng.next(expected.len() as u64) as usize];
+                    send(&mut s, "GET", path, None, &[]);
+                    let got = read_reply(&mut s).unwrap();
+                    assert_eq!((got.status, got.json()), *want, "{path}");
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+}

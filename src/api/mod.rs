@@ -467,8 +467,12 @@ fn list_bids(ctx: &WorkerContext, req: &Request<'_>, auction_id: i64) -> ApiResu
         .int("limit", 1, MAX_BID_PAGE)?
         .unwrap_or(DEFAULT_PAGE);
     let before_id = params.int("before_id", 1, i64::MAX)?;
-    let page = queries::list_bids(&ctx.store.read, auction_id, before_id, limit)?
-        .ok_or(ApiError::NotFound)?;
+    let asked = queries::PageQuery {
+        auction_id,
+        before_id,
+        limit,
+    };
+    let page = ctx.store.bid_pages.get(asked)?.ok_or(ApiError::NotFound)?;
     let cursor = page.more.then(|| page.items.last().map(|b| b.id)).flatten();
     Ok(json_response(200, |out| {
         json::write_page(

@@ -11,7 +11,7 @@ mod types;
 
 use batch::BidBatcher;
 use pg::{Client, Config, PgError};
-use reads::AuctionReader;
+use reads::{AuctionReader, BidPageReader};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,8 @@ pub struct Store {
     pub bids: BidBatcher,
     /// Single-auction reads, coalesced on `read`.
     pub auctions: AuctionReader,
+    /// Bids pages, coalesced on `read`.
+    pub bid_pages: BidPageReader,
 }
 
 impl Store {
@@ -91,11 +93,14 @@ impl Store {
             .map_err(|e| PgError::Unavailable(format!("cannot start the bid batcher: {e}")))?;
         let auctions = AuctionReader::start(read.clone(), worker, cfg.query_timeout)
             .map_err(|e| PgError::Unavailable(format!("cannot start the auction reader: {e}")))?;
+        let bid_pages = BidPageReader::start(read.clone(), worker, cfg.query_timeout)
+            .map_err(|e| PgError::Unavailable(format!("cannot start the page reader: {e}")))?;
         Ok(Store {
             write,
             read,
             bids,
             auctions,
+            bid_pages,
         })
     }
 

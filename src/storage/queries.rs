@@ -31,6 +31,7 @@ const CREATE_AUCTION_KEYED: usize = 10;
 const STORED_AUCTION: usize = 11;
 const SWEEP_KEYS: usize = 12;
 const GET_AUCTIONS: usize = 13;
+const LIST_BIDS_MANY: usize = 14;
 
 /// Lists give `$1` after_id, `$2` row count, `$3` now.
 pub static STATEMENTS: &[StatementDef] = &[
@@ -148,6 +149,19 @@ pub static STATEMENTS: &[StatementDef] = &[
         sql: auction_select!("WHERE id = ANY($1)"),
         param_types: &[Type::INT8_ARRAY],
     },
+    // Several pages at once: `$1` auction ids, `$2` row counts, `$3` exclusive upper bids ids;
+    // each page's rows carry its position (`ord`, from 1), a missing auction has none.
+    StatementDef {
+        name: "list_bids_many",
+        sql: "SELECT r.ord::int4, a.current_price, b.id, b.amount, b.bidder_id, b.created_at \
+              FROM unnest($1::int8[], $2::int8[], $3::int8[]) WITH ORDINALITY \
+              AS r(auction_id, n, before_id, ord) \
+              JOIN auctions a ON a.id = r.auction_id \
+              LEFT JOIN LATERAL (SELECT id, amount, bidder_id, created_at FROM bids \
+              WHERE auction_id = r.auction_id AND id < r.before_id ORDER BY id DESC \
+              LIMIT r.n) b ON true ORDER BY r.ord, b.id DESC",
+        param_types: &[Type::INT8_ARRAY, Type::INT8_ARRAY, Type::INT8_ARRAY],
+    },
 ];
 
 /// What the database decided for one bid.
@@ -164,6 +178,7 @@ pub enum BidOutcome {
 }
 
 /// A page of results plus whether more rows followed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub more: bool,
@@ -439,6 +454,14 @@ pub fn sweep_keys(client: &Client, limit: i32) -> Result<i32, StoreError> {
 }
 
 /// The auction's bids, newest first; `None` when the auction does not exist.
+/// What a bids page asks for: the auction, how many bids and below which id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PageQuery {
+    pub auction_id: i64,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
 pub fn list_bids(
     client: &Client,
     auction_id: i64,
@@ -453,31 +476,67 @@ pub fn list_bids(
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if let Some(bid) = bid_from_row(row, auction_id)? {
-            items.push(bid);
-        }
-    }
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    Ok(Some(Page { items, more }))
+    let bids = rows
+        .iter()
+        .filter_map(|row| bid_from_row(row, 0, auction_id).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(page(bids, limit)))
 }
 
-fn bid_from_row(row: &Row, auction_id: i64) -> Result<Option<Bid>, StoreError> {
-    let Some(id) = row.get::<Option<i64>>(1)? else {
+/// Several bids pages in one statement, in the order asked; `None` for a missing auction.
+pub fn list_bids_many(
+    client: &Client,
+    pages: &[PageQuery],
+) -> Result<Vec<Option<Page<Bid>>>, StoreError> {
+    let auctions: Vec<i64> = pages.iter().map(|p| p.auction_id).collect();
+    let fetch: Vec<i64> = pages.iter().map(|p| p.limit + 1).collect();
+    let before: Vec<i64> = pages
+        .iter()
+        .map(|p| p.before_id.unwrap_or(i64::MAX))
+        .collect();
+    let rows = client.query(LIST_BIDS_MANY, &[&auctions, &fetch, &before])?;
+    let mut found: Vec<Option<Vec<Bid>>> = vec![None; pages.len()];
+    for row in &rows {
+        let ord: i32 = row.get(0)?;
+        let i = usize::try_from(ord - 1)
+            .ok()
+            .filter(|&i| i < pages.len())
+            .ok_or_else(|| StoreError::internal("bids pages answered an unknown position"))?;
+        let bids = found[i].get_or_insert_with(Vec::new);
+        if let Some(bid) = bid_from_row(row, 1, pages[i].auction_id)? {
+            bids.push(bid);
+        }
+    }
+    Ok(found
+        .into_iter()
+        .zip(pages)
+        .map(|(bids, p)| bids.map(|bids| page(bids, p.limit)))
+        .collect())
+}
+
+/// A page of at most `limit` bids from `limit + 1` fetched: the extra one says more follow.
+fn page(mut items: Vec<Bid>, limit: i64) -> Page<Bid> {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    Page { items, more }
+}
+
+/// The bid in a page row whose columns start at `at` (current price, id, amount, bidder,
+/// time); `None` for the row of an auction without bids.
+fn bid_from_row(row: &Row, at: usize, auction_id: i64) -> Result<Option<Bid>, StoreError> {
+    let Some(id) = row.get::<Option<i64>>(at + 1)? else {
         return Ok(None);
     };
-    let current: Option<Money> = row.get(0)?;
-    let amount: Money = row.get(2)?;
+    let current: Option<Money> = row.get(at)?;
+    let amount: Money = row.get(at + 2)?;
     Ok(Some(Bid {
         id,
         auction_id,
         amount,
-        bidder_id: row.get(3)?,
+        bidder_id: row.get(at + 3)?,
         // Accepted amounts strictly increase, so the current price marks exactly one bid.
         is_winning: current == Some(amount),
-        created_at: row.get(4)?,
+        created_at: row.get(at + 4)?,
     }))
 }
 
@@ -524,6 +583,7 @@ mod tests {
             (STORED_AUCTION, "stored_auction"),
             (SWEEP_KEYS, "sweep_keys"),
             (GET_AUCTIONS, "get_auctions"),
+            (LIST_BIDS_MANY, "list_bids_many"),
         ];
         assert_eq!(expect.len(), STATEMENTS.len());
         for (idx, name) in expect {
