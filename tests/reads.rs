@@ -15,10 +15,41 @@ const AUCTIONS: i64 = 40;
 const READERS: usize = 16;
 const READS_EACH: usize = 150;
 
-/// The auction as one lone read sees it (nothing else in flight on the server).
-fn read_alone(addr: SocketAddr, id: i64) -> (u16, Value) {
-    let r = get(addr, &format!("/api/auctions/{id}"));
-    (r.status, r.json())
+/// Each path with its answer read alone (nothing else in flight on the server): one statement
+/// each, the single-read path.
+fn read_alone(addr: SocketAddr, paths: &[String]) -> Arc<Vec<(String, (u16, Value))>> {
+    let answers = paths
+        .iter()
+        .map(|p| {
+            let r = get(addr, p);
+            (p.clone(), (r.status, r.json()))
+        })
+        .collect();
+    Arc::new(answers)
+}
+
+/// READERS clients each read READS_EACH paths drawn from `expected`, pipelining none, all at
+/// once: many reads, and the same one often twice, share statements. Every answer must be the
+/// one read alone.
+fn read_concurrently(addr: SocketAddr, expected: &Arc<Vec<(String, (u16, Value))>>) {
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let expected = expected.clone();
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                let mut rng = Lcg(r as u64 + 1);
+                for _ in 0..READS_EACH {
+                    let (path, want) = &expected[rng.next(expected.len() as u64) as usize];
+                    send(&mut s, "GET", path, None, &[]);
+                    let got = read_reply(&mut s).unwrap();
+                    assert_eq!((got.status, got.json()), *want, "{path}");
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
 }
 
 #[test]
@@ -39,33 +70,9 @@ fn concurrent_reads_answer_exactly_what_lone_reads_do() {
         ids.push(id);
     }
     let unknown = ids.iter().max().unwrap() + 1_000;
-    let mut targets = ids.clone();
-    targets.push(unknown);
-    let expected: Vec<(i64, (u16, Value))> = targets
-        .iter()
-        .map(|&id| (id, read_alone(addr, id)))
-        .collect();
-    let expected = Arc::new(expected);
-
-    let readers: Vec<_> = (0..READERS)
-        .map(|r| {
-            let expected = expected.clone();
-            thread::spawn(move || {
-                let mut s = connect(addr);
-                let mut rng = Lcg(r as u64 + 1);
-                for _ in 0..READS_EACH {
-                    // Few distinct ids among many readers: the same id often twice in one batch.
-                    let (id, want) = &expected[rng.next(expected.len() as u64) as usize];
-                    send(&mut s, "GET", &format!("/api/auctions/{id}"), None, &[]);
-                    let got = read_reply(&mut s).unwrap();
-                    assert_eq!((got.status, got.json()), *want, "auction {id}");
-                }
-            })
-        })
-        .collect();
-    for r in readers {
-        r.join().unwrap();
-    }
+    ids.push(unknown);
+    let paths: Vec<String> = ids.iter().map(|id| format!("/api/auctions/{id}")).collect();
+    read_concurrently(addr, &read_alone(addr, &paths));
 }
 
 #[test]
@@ -151,30 +158,5 @@ fn concurrent_bid_pages_answer_exactly_what_lone_pages_do() {
         ));
     }
     paths.push("/api/bids/999999999".into());
-    let expected: Vec<(String, (u16, Value))> = paths
-        .iter()
-        .map(|p| {
-            let r = get(addr, p);
-            (p.clone(), (r.status, r.json()))
-        })
-        .collect();
-    let expected = Arc::new(expected);
-    let readers: Vec<_> = (0..READERS)
-        .map(|r| {
-            let expected = expected.clone();
-            thread::spawn(move || {
-                let mut s = connect(addr);
-                let mut rng = Lcg(r as u64 + 11);
-                for _ in 0..READS_EACH {
-                    let (path, want) = &expected[rng.next(expected.len() as u64) as usize];
-                    send(&mut s, "GET", path, None, &[]);
-                    let got = read_reply(&mut s).unwrap();
-                    assert_eq!((got.status, got.json()), *want, "{path}");
-                }
-            })
-        })
-        .collect();
-    for r in readers {
-        r.join().unwrap();
-    }
+    read_concurrently(addr, &read_alone(addr, &paths));
 }
