@@ -126,9 +126,13 @@ fn concurrent_bid_pages_answer_exactly_what_lone_pages_do() {
     let server = spawn_server(&test_db_name("reads_pages"), &[]);
     let addr = server.addr;
     let mut paths = Vec::new();
+    let mut deep = 0;
     for i in 0..12 {
         let id = started_auction(addr, "1.00", "1.00");
         let bids = [0, 1, 2, 7, 60][i % 5];
+        if bids == 60 {
+            deep = id;
+        }
         for b in 0..bids {
             let body = format!(
                 r#"{{"auction_id":{id},"amount":"{}.00","bidder_id":{}}}"#,
@@ -143,20 +147,13 @@ fn concurrent_bid_pages_answer_exactly_what_lone_pages_do() {
         paths.push(format!("/api/bids/{id}?limit=50"));
         paths.push(format!("/api/bids/{id}?limit=200"));
     }
-    // A cursor from a real first page, and an auction that does not exist.
-    let first = get(
-        addr,
-        &format!(
-            "{}?limit=5",
-            paths[paths.len() - 1].split('?').next().unwrap()
-        ),
-    );
-    if let Some(next) = first.json()["next_before_id"].as_i64() {
-        paths.push(format!(
-            "{}?limit=5&before_id={next}",
-            paths[paths.len() - 1].split('?').next().unwrap()
-        ));
-    }
+    // A cursor from a real first page of the auction with most bids, and an auction that does
+    // not exist.
+    let first = get(addr, &format!("/api/bids/{deep}?limit=5")).json();
+    let next = first["next_before_id"]
+        .as_i64()
+        .expect("60 bids make more than one page");
+    paths.push(format!("/api/bids/{deep}?limit=5&before_id={next}"));
     paths.push("/api/bids/999999999".into());
     read_concurrently(addr, &read_alone(addr, &paths));
 }
