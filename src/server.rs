@@ -68,7 +68,6 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let redis_on = contexts.iter().any(|c| c.cache.is_some());
-    let workers = cfg.workers;
     let server = match http::serve(server_config(&cfg), move |worker| {
         Api::new(contexts[worker % contexts.len()].clone())
     }) {
@@ -78,7 +77,7 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
-    memory::spawn_trimmers(&server.connection_counts(), workers);
+    memory::spawn_trimmers(&server.connection_counts(), cfg.workers);
     if let (Some(admin), Some(registry)) = (admin, registry) {
         let counts = server.connection_counts();
         let open = move || {

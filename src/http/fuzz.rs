@@ -9,26 +9,31 @@ use super::message::{HttpError, Request, Response, Service};
 use super::parser::{Progress, RequestParser};
 use super::{MAX_BODY_BYTES, MAX_HEADER_LINES, MAX_METHOD_BYTES, MAX_REQUEST_LINE_BYTES};
 
-/// A small deterministic generator seeded from the input, for split points.
-struct Splits(u64);
+/// A small deterministic generator (xorshift), seeded from the input or by a test, for split
+/// points and mutations.
+pub(crate) struct Splits(pub(crate) u64);
 
 impl Splits {
-    fn from(data: &[u8]) -> Splits {
+    pub(crate) fn from(data: &[u8]) -> Splits {
         let seed = data.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
         Splits(seed | 1)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
+        self.0
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
     }
 
     /// `data` cut into pieces of 1 to `max` bytes.
-    fn pieces<'a>(&mut self, data: &'a [u8], max: usize) -> Vec<&'a [u8]> {
+    pub(crate) fn pieces<'a>(&mut self, data: &'a [u8], max: usize) -> Vec<&'a [u8]> {
         let mut pieces = Vec::new();
         let mut rest = data;
         while !rest.is_empty() {

@@ -1,4 +1,6 @@
 use super::*;
+/// Deterministic randomness without a dependency: the fuzz oracles' generator.
+use crate::http::fuzz::Splits as Rng;
 use crate::http::message::Header;
 use crate::http::MAX_BODY_BYTES;
 
@@ -149,33 +151,10 @@ fn an_error_stops_the_pipeline_after_the_good_requests() {
     assert_eq!(err, Some(HttpError::InvalidContentLength));
 }
 
-/// xorshift64*: deterministic randomness without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Drives arbitrary input through the parser in random pieces; every outcome is fine except a
 /// panic, and a completed request must lie within the buffer.
 fn survive(input: &[u8], rng: &mut Rng) {
-    let mut pieces = Vec::new();
-    let mut rest = input;
-    while !rest.is_empty() {
-        let n = 1 + rng.below(rest.len().min(64));
-        pieces.push(&rest[..n]);
-        rest = &rest[n..];
-    }
-    let (done, _) = drive(&pieces);
+    let (done, _) = drive(&rng.pieces(input, 64));
     assert!(done.len() <= input.len());
 }
 

@@ -146,16 +146,19 @@ fn drop_expired<I, O>(batch: &mut Vec<Job<I, O>>, now: Instant) {
 /// request in it gets the error (and may be retried).
 fn answer<I, O>(batch: &mut Vec<Job<I, O>>, decide: &Decide<I, O>) {
     let (inputs, replies): (Vec<I>, Vec<_>) = batch.drain(..).map(|j| (j.input, j.reply)).unzip();
-    match decide(&inputs) {
-        Ok(answers) if answers.len() == replies.len() => {
+    let answers = decide(&inputs).and_then(|answers| {
+        if answers.len() == replies.len() {
+            Ok(answers)
+        } else {
+            Err(StoreError::internal(
+                "a batch answered a different number of requests",
+            ))
+        }
+    });
+    match answers {
+        Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(Ok(answer));
-            }
-        }
-        Ok(_) => {
-            let e = StoreError::internal("a batch answered a different number of requests");
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
             }
         }
         Err(e) => {
