@@ -236,3 +236,62 @@ fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
         );
     });
 }
+
+#[test]
+fn a_batch_whose_new_key_another_request_wrote_first_is_rolled_back_and_replays() {
+    run(|| {
+        let db = common::test_db_name("batch_key_race");
+        let (_, client) = setup("batch_key_race");
+        let a = auction(&client, 7);
+        // Another transaction holds the key, written but not yet committed, for a second: the
+        // batch sees no key, decides, then waits at the key's INSERT and finds it taken.
+        let hex = "01".repeat(32);
+        let holder = std::process::Command::new("psql")
+            .args([
+                format!("{}/{db}", common::pg_base_url()).as_str(),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &format!(
+                    "BEGIN; INSERT INTO idempotency_keys (caller_id, key, request_hash, answer) \
+                     VALUES (8, 'race', '\\x{hex}', to_jsonb(ROW(4::smallint, NULL, NULL, NULL, \
+                     100.00, 105.00, 7, 100.00, 5.00, now(), now(), 0)::gavel_bid_answer)); \
+                     SELECT pg_sleep(1); COMMIT;"
+                ),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let decided = queries::place_bids(
+            &client,
+            &[bid(a, 9, 10_000), keyed(a, 8, 10_000, "race", 1)],
+        )
+        .unwrap();
+        assert!(holder.wait_with_output().unwrap().status.success());
+        // Rerun whole: the unkeyed bid is decided once, the keyed one replays the stored answer.
+        assert!(matches!(outcome(&decided[0]), BidOutcome::Accepted(_)));
+        assert!(
+            matches!(
+                &decided[1].answer,
+                Keyed::Replayed(BidOutcome::TooLow { .. })
+            ),
+            "{:?}",
+            decided[1]
+        );
+        assert_eq!(
+            common::psql(
+                &db,
+                &format!("SELECT bid_count FROM auctions WHERE id = {a}")
+            ),
+            "1"
+        );
+        assert_eq!(
+            common::psql(
+                &db,
+                &format!("SELECT count(*) FROM bids WHERE auction_id = {a}")
+            ),
+            "1"
+        );
+    });
+}

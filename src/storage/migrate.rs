@@ -32,6 +32,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "idempotency",
         sql: include_str!("../../migrations/0004_idempotency.sql"),
     },
+    Migration {
+        version: 5,
+        name: "set_based_bids",
+        sql: include_str!("../../migrations/0005_set_based_bids.sql"),
+    },
 ];
 
 /// Serializes migrations across every server starting at once against the same database.

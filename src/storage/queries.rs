@@ -1,6 +1,6 @@
 //! The statements Gavel prepares on every connection, and the typed calls that run them.
 
-use super::pg::{Client, Row, StatementDef, Type};
+use super::pg::{Client, Row, StatementDef, ToSql, Type};
 use super::StoreError;
 use crate::domain::auction::{Auction, Bid, BidState, NewAuction, Status};
 use crate::domain::money::Money;
@@ -311,10 +311,9 @@ pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>
     let callers: Vec<Option<i64>> = claims().map(|k| k.map(|k| k.caller)).collect();
     let keys: Vec<Option<&str>> = claims().map(|k| k.map(|k| k.key.as_str())).collect();
     let hashes: Vec<Option<&[u8]>> = claims().map(|k| k.map(|k| &k.request_hash[..])).collect();
-    let rows = client.query(
-        PLACE_BIDS,
-        &[&auctions, &bidders, &amounts, &callers, &keys, &hashes],
-    )?;
+    let params: [&(dyn ToSql + Sync); 6] =
+        [&auctions, &bidders, &amounts, &callers, &keys, &hashes];
+    let rows = query_retrying_key_races(client, PLACE_BIDS, &params)?;
     let mut decided: Vec<Option<BidDecision>> = vec![None; bids.len()];
     for row in &rows {
         let ord: i32 = row.get(0)?;
@@ -328,6 +327,35 @@ pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>
         .into_iter()
         .map(|d| d.ok_or_else(|| StoreError::internal("bid batch left a bid unanswered")))
         .collect()
+}
+
+/// How many times a batch runs again after a concurrent request wrote one of its new idempotency
+/// keys first. Each run after the first finds that key written and replays it, so a second run
+/// fails again only if yet another request raced it on another of the batch's keys; a few runs
+/// cover every realistic client, and past them the batch gets 503 (nothing was decided).
+const MAX_KEY_RACE_RUNS: usize = 4;
+
+/// The SQLSTATE `gavel_place_bids` fails with when a key it decided was written meanwhile by
+/// another transaction; the whole batch was rolled back.
+const KEY_RACE_SQLSTATE: &str = "GVK01";
+
+fn query_retrying_key_races(
+    client: &Client,
+    statement: usize,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let mut run = 1;
+    loop {
+        match client.query(statement, params) {
+            Err(e) if e.code() == Some(KEY_RACE_SQLSTATE) && run < MAX_KEY_RACE_RUNS => run += 1,
+            Err(e) if e.code() == Some(KEY_RACE_SQLSTATE) => {
+                return Err(StoreError::Unavailable(format!(
+                    "idempotency keys raced {run} times in a row"
+                )))
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Where the decision's columns start in a `gavel_place_bids` row (after `ord` and `replay`).

@@ -1,0 +1,324 @@
+-- Set-based bid batches. A batch costs PostgreSQL a fixed handful of statements, not one function
+-- call (three statements) per bid: the batch's auctions are locked and read by one statement, in
+-- ascending id order; every bid is decided in memory, in arrival order within its auction, against
+-- one clock read after the locks are held; then one INSERT stores the accepted bids and one UPDATE
+-- the auctions they touched. The rules, their order, soft close and the returned state are those of
+-- gavel_place_bid.
+--
+-- Keys cost one lookup and one INSERT per batch: a key's row is written once, with its answer, after
+-- the batch is decided, instead of being claimed empty and updated with the answer. Two batches
+-- deciding the same new key both run; the second one's INSERT waits for the first to end and, finding
+-- the key taken, fails with SQLSTATE GVK01 and rolls back whole. The caller runs the batch again,
+-- and the key then replays the first answer. Lock order stays acyclic: auctions first, ascending,
+-- then keys, in (caller_id, key) order; a transaction that waits for a key already holds every lock
+-- it will take on auctions.
+--
+-- The per-bid loop this replaces is kept as gavel_place_bids_per_bid: the reference the differential
+-- test decides every random batch with, on the same data, to prove the two equal.
+
+ALTER FUNCTION gavel_place_bids(bigint[], bigint[], numeric[], bigint[], text[], bytea[])
+    RENAME TO gavel_place_bids_per_bid;
+
+-- Sorts every bid of a batch by its key, without writing: 0 decide now (also bids without a key),
+-- 1 replay answers[i], 2 key used with another body, 3 same key and body as an earlier bid of this
+-- batch that is decided now: replay its answer once decided. A key whose 24 hours are over counts
+-- as new.
+CREATE FUNCTION gavel_look_up_keys(
+    p_callers bigint[],
+    p_keys    text[],
+    p_hashes  bytea[],
+    OUT kinds   smallint[],
+    OUT answers jsonb[]
+)
+LANGUAGE sql STABLE SET plan_cache_mode = force_custom_plan AS $$
+    SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
+      FROM (
+        SELECT u.o,
+               (CASE
+                    WHEN u.k IS NULL THEN 0
+                    WHEN t.caller_id IS NOT NULL AND t.request_hash = u.h THEN 1
+                    WHEN t.caller_id IS NOT NULL THEN 2
+                    WHEN u.o = f.o THEN 0
+                    WHEN f.h = u.h THEN 3
+                    ELSE 2
+                END)::smallint AS kind,
+               CASE WHEN t.request_hash = u.h THEN t.answer END AS answer
+          FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
+          LEFT JOIN (SELECT DISTINCT ON (v.c, v.k) v.c, v.k, v.h, v.o
+                       FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS v(c, k, h, o)
+                      WHERE v.k IS NOT NULL
+                      ORDER BY v.c, v.k, v.o) AS f
+                 ON f.c = u.c AND f.k = u.k
+          LEFT JOIN idempotency_keys AS t
+                 ON t.caller_id = u.c AND t.key = u.k
+                AND t.created_at > now() - interval '24 hours'
+      ) AS x
+$$;
+
+-- Writes the keys of the bids a batch decided, with their answers, in (caller_id, key) order. A key
+-- another transaction wrote first (new, or taken over after its 24 hours) makes the whole batch fail
+-- with GVK01, to be run again.
+CREATE FUNCTION gavel_store_keys(
+    p_callers bigint[],
+    p_keys    text[],
+    p_hashes  bytea[],
+    p_answers jsonb[]
+)
+RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    stored integer;
+BEGIN
+    WITH ins AS (
+        INSERT INTO idempotency_keys AS t (caller_id, key, request_hash, answer)
+        SELECT d.c, d.k, d.h, d.a
+          FROM unnest(p_callers, p_keys, p_hashes, p_answers) AS d(c, k, h, a)
+         ORDER BY d.c, d.k
+        ON CONFLICT (caller_id, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, answer = EXCLUDED.answer, created_at = now()
+            WHERE t.created_at <= now() - interval '24 hours'
+        RETURNING 1
+    )
+    SELECT count(*) INTO stored FROM ins;
+    IF stored <> cardinality(p_keys) THEN
+        RAISE EXCEPTION 'an idempotency key was taken by a concurrent request'
+            USING ERRCODE = 'GVK01';
+    END IF;
+END
+$$;
+
+-- Decides a batch of bids, some with idempotency keys (p_keys[i] NULL: none); the columns are those
+-- of gavel_place_bids_per_bid. replay: 0 decided now, 1 the stored answer of an earlier request
+-- with the same key and body, 2 the key was used with another body (the other columns are NULL).
+CREATE FUNCTION gavel_place_bids(
+    p_auction_ids bigint[],
+    p_bidder_ids  bigint[],
+    p_amounts     numeric[],
+    p_callers     bigint[],
+    p_keys        text[],
+    p_hashes      bytea[]
+)
+RETURNS TABLE (
+    ord            integer,
+    replay         smallint,
+    outcome        smallint,
+    bid_id         bigint,
+    accepted_at    timestamptz,
+    not_open_state text,
+    current_price  numeric,
+    min_next_bid   numeric,
+    seller_id      bigint,
+    start_price    numeric,
+    min_increment  numeric,
+    starts_at      timestamptz,
+    ends_at        timestamptz,
+    bid_count      bigint
+)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    n       integer := cardinality(p_auction_ids);
+    keyed   boolean := cardinality(array_remove(p_keys, NULL)) > 0;
+    kind    smallint[] := array_fill(0::smallint, ARRAY[n]);
+    answers jsonb[]    := array_fill(NULL::jsonb, ARRAY[n]);
+    seq     regclass   := pg_get_serial_sequence('bids', 'id')::regclass;
+    -- The batch's auctions as locked, ascending by id.
+    a_id    bigint[];
+    a_sel   bigint[];
+    a_start numeric[];
+    a_inc   numeric[];
+    a_opens timestamptz[];
+    a_ends  timestamptz[];
+    a_ext   integer[];
+    a_price numeric[];
+    a_lead  bigint[];
+    a_count bigint[];
+    -- The auction being decided: j its index in a_*, touched whether a bid was accepted on it.
+    j       integer := 0;
+    touched boolean := false;
+    t       timestamptz;
+    i       integer;
+    r       gavel_bid_answer;
+    stored  jsonb;
+    -- What the batch writes.
+    new_auction bigint[]      := '{}';
+    new_id      bigint[]      := '{}';
+    new_bidder  bigint[]      := '{}';
+    new_amount  numeric[]     := '{}';
+    up_id       bigint[]      := '{}';
+    up_price    numeric[]     := '{}';
+    up_lead     bigint[]      := '{}';
+    up_count    bigint[]      := '{}';
+    up_ends     timestamptz[] := '{}';
+    done_callers bigint[] := '{}';
+    done_keys    text[]   := '{}';
+    done_hashes  bytea[]  := '{}';
+    done_answers jsonb[]  := '{}';
+BEGIN
+    IF cardinality(p_bidder_ids) <> n OR cardinality(p_amounts) <> n
+       OR cardinality(p_callers) <> n OR cardinality(p_keys) <> n
+       OR cardinality(p_hashes) <> n THEN
+        RAISE EXCEPTION 'gavel_place_bids: arrays of different lengths';
+    END IF;
+
+    IF keyed THEN
+        SELECT k.kinds, k.answers INTO kind, answers
+          FROM gavel_look_up_keys(p_callers, p_keys, p_hashes) AS k;
+    END IF;
+
+    -- One statement locks every auction a bid decided now names, in ascending id order, the same
+    -- order in every batch on every connection, so two batches can wait for each other but never
+    -- deadlock.
+    SELECT array_agg(l.id ORDER BY l.id), array_agg(l.seller_id ORDER BY l.id),
+           array_agg(l.start_price ORDER BY l.id), array_agg(l.min_increment ORDER BY l.id),
+           array_agg(l.starts_at ORDER BY l.id), array_agg(l.ends_at ORDER BY l.id),
+           array_agg(l.extension_seconds ORDER BY l.id), array_agg(l.current_price ORDER BY l.id),
+           array_agg(l.leader_id ORDER BY l.id), array_agg(l.bid_count ORDER BY l.id)
+      INTO a_id, a_sel, a_start, a_inc, a_opens, a_ends, a_ext, a_price, a_lead, a_count
+      FROM (SELECT x.id, x.seller_id, x.start_price, x.min_increment, x.starts_at, x.ends_at,
+                   x.extension_seconds, x.current_price, x.leader_id, x.bid_count
+              FROM auctions AS x
+             WHERE x.id = ANY (ARRAY(SELECT p_auction_ids[s.i]
+                                       FROM generate_subscripts(p_auction_ids, 1) AS s(i)
+                                      WHERE kind[s.i] = 0))
+             ORDER BY x.id
+               FOR UPDATE) AS l;
+    -- The clock of every decision, read once every lock is held.
+    t := clock_timestamp();
+
+    -- Bids by auction, in arrival order within each; a_id is walked alongside.
+    FOR i IN
+        SELECT s.i FROM generate_subscripts(p_auction_ids, 1) AS s(i)
+         WHERE kind[s.i] = 0
+         ORDER BY p_auction_ids[s.i], s.i
+    LOOP
+        IF j = 0 OR a_id[j] <> p_auction_ids[i] THEN
+            IF touched THEN
+                up_id    := up_id    || a_id[j];
+                up_price := up_price || a_price[j];
+                up_lead  := up_lead  || a_lead[j];
+                up_count := up_count || a_count[j];
+                up_ends  := up_ends  || a_ends[j];
+                touched  := false;
+            END IF;
+            WHILE j < coalesce(cardinality(a_id), 0) AND (j = 0 OR a_id[j] < p_auction_ids[i]) LOOP
+                j := j + 1;
+            END LOOP;
+        END IF;
+
+        ord := i;
+        replay := 0;
+        outcome := NULL; bid_id := NULL; accepted_at := NULL; not_open_state := NULL;
+        current_price := NULL; min_next_bid := NULL; seller_id := NULL; start_price := NULL;
+        min_increment := NULL; starts_at := NULL; ends_at := NULL; bid_count := NULL;
+
+        IF j = 0 OR a_id[j] <> p_auction_ids[i] THEN
+            outcome := 1;
+        ELSE
+            current_price := a_price[j];
+            seller_id     := a_sel[j];
+            start_price   := a_start[j];
+            min_increment := a_inc[j];
+            starts_at     := a_opens[j];
+            ends_at       := a_ends[j];
+            bid_count     := a_count[j];
+            IF t < a_opens[j] THEN
+                outcome := 2;
+                not_open_state := 'scheduled';
+            ELSIF t >= a_ends[j] THEN
+                outcome := 2;
+                not_open_state := 'closed';
+            ELSIF p_bidder_ids[i] = a_sel[j] THEN
+                outcome := 3;
+            ELSE
+                min_next_bid := CASE WHEN a_price[j] IS NULL THEN a_start[j]
+                                     ELSE a_price[j] + a_inc[j] END;
+                IF p_amounts[i] < min_next_bid THEN
+                    outcome := 4;
+                ELSE
+                    IF a_ext[j] > 0 AND a_ends[j] - t < make_interval(secs => a_ext[j]) THEN
+                        a_ends[j] := t + make_interval(secs => a_ext[j]);
+                    END IF;
+                    bid_id := nextval(seq);
+                    a_price[j] := p_amounts[i];
+                    a_lead[j]  := p_bidder_ids[i];
+                    a_count[j] := a_count[j] + 1;
+                    touched := true;
+                    new_auction := new_auction || p_auction_ids[i];
+                    new_id      := new_id      || bid_id;
+                    new_bidder  := new_bidder  || p_bidder_ids[i];
+                    new_amount  := new_amount  || p_amounts[i];
+                    outcome       := 0;
+                    accepted_at   := t;
+                    current_price := p_amounts[i];
+                    ends_at       := a_ends[j];
+                    bid_count     := a_count[j];
+                END IF;
+            END IF;
+        END IF;
+
+        IF p_keys[i] IS NOT NULL THEN
+            r := ROW(outcome, bid_id, accepted_at, not_open_state, current_price, min_next_bid,
+                     seller_id, start_price, min_increment, starts_at, ends_at, bid_count);
+            done_callers := done_callers || p_callers[i];
+            done_keys    := done_keys    || p_keys[i];
+            done_hashes  := done_hashes  || p_hashes[i];
+            done_answers := done_answers || to_jsonb(r);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    IF touched THEN
+        up_id    := up_id    || a_id[j];
+        up_price := up_price || a_price[j];
+        up_lead  := up_lead  || a_lead[j];
+        up_count := up_count || a_count[j];
+        up_ends  := up_ends  || a_ends[j];
+    END IF;
+
+    IF cardinality(new_id) > 0 THEN
+        INSERT INTO bids (auction_id, id, bidder_id, amount, created_at)
+        SELECT u.a, u.i, u.b, u.m, t
+          FROM unnest(new_auction, new_id, new_bidder, new_amount) AS u(a, i, b, m);
+        UPDATE auctions AS x
+           SET current_price = u.p, leader_id = u.l, bid_count = u.c, ends_at = u.e
+          FROM unnest(up_id, up_price, up_lead, up_count, up_ends) AS u(id, p, l, c, e)
+         WHERE x.id = u.id;
+    END IF;
+
+    IF NOT keyed THEN
+        RETURN;
+    END IF;
+    IF cardinality(done_keys) > 0 THEN
+        PERFORM gavel_store_keys(done_callers, done_keys, done_hashes, done_answers);
+    END IF;
+
+    -- Replays, reused keys, and repeats within this batch of a key decided now.
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN kind[i] = 0;
+        IF kind[i] = 3 THEN
+            SELECT d.a INTO stored
+              FROM unnest(done_callers, done_keys, done_answers) AS d(c, k, a)
+             WHERE d.c = p_callers[i] AND d.k = p_keys[i];
+            answers[i] := stored;
+            kind[i] := 1;
+        END IF;
+        ord := i;
+        IF kind[i] = 1 THEN
+            IF answers[i] IS NULL THEN
+                RAISE EXCEPTION 'gavel_place_bids: a key without its answer';
+            END IF;
+            r := jsonb_populate_record(NULL::gavel_bid_answer, answers[i]);
+            replay := 1;
+        ELSE
+            r := NULL;
+            replay := 2;
+        END IF;
+        outcome := r.outcome; bid_id := r.bid_id; accepted_at := r.accepted_at;
+        not_open_state := r.not_open_state; current_price := r.current_price;
+        min_next_bid := r.min_next_bid; seller_id := r.seller_id; start_price := r.start_price;
+        min_increment := r.min_increment; starts_at := r.starts_at; ends_at := r.ends_at;
+        bid_count := r.bid_count;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
