@@ -2,7 +2,7 @@
 //! without a PostgreSQL round trip; it can only make Gavel faster, never wrong, never down.
 //!
 //! Why a cached answer always equals PostgreSQL's decision:
-//! - Every cached state was returned by `gavel_place_bid`, read under the auction's row lock: it is
+//! - Every cached state was returned by `gavel_place_bids`, read under the auction's row lock: it is
 //!   a true state of the past. Later states only have more bids, a higher price, a later end.
 //! - Writes go through `RAISE_SCRIPT`, which keeps whichever state has more bids, atomically in
 //!   Redis. Two workers or two processes finishing bids in either order leave the newer state.
