@@ -19,73 +19,9 @@
 ALTER FUNCTION gavel_place_bids(bigint[], bigint[], numeric[], bigint[], text[], bytea[])
     RENAME TO gavel_place_bids_per_bid;
 
--- Sorts every bid of a batch by its key, without writing: 0 decide now (also bids without a key),
--- 1 replay answers[i], 2 key used with another body, 3 same key and body as an earlier bid of this
--- batch that is decided now: replay its answer once decided. A key whose 24 hours are over counts
--- as new.
-CREATE FUNCTION gavel_look_up_keys(
-    p_callers bigint[],
-    p_keys    text[],
-    p_hashes  bytea[],
-    OUT kinds   smallint[],
-    OUT answers jsonb[]
-)
-LANGUAGE sql STABLE SET plan_cache_mode = force_custom_plan AS $$
-    SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
-      FROM (
-        SELECT u.o,
-               (CASE
-                    WHEN u.k IS NULL THEN 0
-                    WHEN t.caller_id IS NOT NULL AND t.request_hash = u.h THEN 1
-                    WHEN t.caller_id IS NOT NULL THEN 2
-                    WHEN u.o = f.o THEN 0
-                    WHEN f.h = u.h THEN 3
-                    ELSE 2
-                END)::smallint AS kind,
-               CASE WHEN t.request_hash = u.h THEN t.answer END AS answer
-          FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
-          LEFT JOIN (SELECT DISTINCT ON (v.c, v.k) v.c, v.k, v.h, v.o
-                       FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS v(c, k, h, o)
-                      WHERE v.k IS NOT NULL
-                      ORDER BY v.c, v.k, v.o) AS f
-                 ON f.c = u.c AND f.k = u.k
-          LEFT JOIN idempotency_keys AS t
-                 ON t.caller_id = u.c AND t.key = u.k
-                AND t.created_at > now() - interval '24 hours'
-      ) AS x
-$$;
-
--- Writes the keys of the bids a batch decided, with their answers, in (caller_id, key) order. A key
--- another transaction wrote first (new, or taken over after its 24 hours) makes the whole batch fail
--- with GVK01, to be run again.
-CREATE FUNCTION gavel_store_keys(
-    p_callers bigint[],
-    p_keys    text[],
-    p_hashes  bytea[],
-    p_answers jsonb[]
-)
-RETURNS void
-LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
-DECLARE
-    stored integer;
-BEGIN
-    WITH ins AS (
-        INSERT INTO idempotency_keys AS t (caller_id, key, request_hash, answer)
-        SELECT d.c, d.k, d.h, d.a
-          FROM unnest(p_callers, p_keys, p_hashes, p_answers) AS d(c, k, h, a)
-         ORDER BY d.c, d.k
-        ON CONFLICT (caller_id, key) DO UPDATE
-            SET request_hash = EXCLUDED.request_hash, answer = EXCLUDED.answer, created_at = now()
-            WHERE t.created_at <= now() - interval '24 hours'
-        RETURNING 1
-    )
-    SELECT count(*) INTO stored FROM ins;
-    IF stored <> cardinality(p_keys) THEN
-        RAISE EXCEPTION 'an idempotency key was taken by a concurrent request'
-            USING ERRCODE = 'GVK01';
-    END IF;
-END
-$$;
+-- Keys compare byte for byte: a key is an opaque token, and the locale's rules would only make
+-- every lookup and every insertion slower (the primary key is rebuilt).
+ALTER TABLE idempotency_keys ALTER COLUMN key TYPE text COLLATE "C";
 
 -- Decides a batch of bids, some with idempotency keys (p_keys[i] NULL: none); the columns are those
 -- of gavel_place_bids_per_bid. replay: 0 decided now, 1 the stored answer of an earlier request
@@ -116,8 +52,17 @@ RETURNS TABLE (
 )
 -- Generic plans: a custom plan knows each call's array sizes and so always looks cheaper than the
 -- generic one, and PostgreSQL would plan every statement afresh on every call (a third of a small
--- batch's time). The generic plans walk the primary keys, as EXPLAIN shows.
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+-- batch's time). A generic plan is kept for the connection's life, so it must not depend on the
+-- tables' sizes when it was made (a plan made on a new, empty database would scan whole tables
+-- once they have grown). The batch is the small side of every statement here (at most a few
+-- hundred rows), so the only right plan is a primary-key probe per batch row: without sequential
+-- scans, hash joins and merge joins, that is the only plan left, whatever the sizes.
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
 #variable_conflict use_column
 DECLARE
     n       integer := cardinality(p_auction_ids);
@@ -142,6 +87,7 @@ DECLARE
     i       integer;
     r       gavel_bid_answer;
     stored  jsonb;
+    stored_keys integer;
     -- What the batch writes.
     new_auction bigint[]      := '{}';
     new_id      bigint[]      := '{}';
@@ -163,9 +109,35 @@ BEGIN
         RAISE EXCEPTION 'gavel_place_bids: arrays of different lengths';
     END IF;
 
+    -- Sorts every bid by its key, without writing: 0 decide now (also bids without a key), 1 replay
+    -- answers[i], 2 key used with another body, 3 same key and body as an earlier bid of this
+    -- batch that is decided now: replay its answer once decided. A key past its 24 hours is new.
     IF keyed THEN
-        SELECT k.kinds, k.answers INTO kind, answers
-          FROM gavel_look_up_keys(p_callers, p_keys, p_hashes) AS k;
+        SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
+          INTO kind, answers
+          FROM (
+            SELECT w.o,
+                   (CASE
+                        WHEN w.k IS NULL THEN 0
+                        WHEN t.request_hash = w.h THEN 1
+                        WHEN t.request_hash IS NOT NULL THEN 2
+                        WHEN w.o = w.first_o THEN 0
+                        WHEN w.first_h = w.h THEN 3
+                        ELSE 2
+                    END)::smallint AS kind,
+                   CASE WHEN t.request_hash = w.h THEN t.answer END AS answer
+              FROM (SELECT u.c, u.k, u.h, u.o,
+                           first_value(u.o) OVER same_key AS first_o,
+                           first_value(u.h) OVER same_key AS first_h
+                      FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
+                    WINDOW same_key AS (PARTITION BY u.c, u.k ORDER BY u.o)) AS w
+              -- LIMIT keeps this a lookup per bid (a join PostgreSQL cannot turn around).
+              LEFT JOIN LATERAL (SELECT k.request_hash, k.answer
+                                   FROM idempotency_keys AS k
+                                  WHERE k.caller_id = w.c AND k.key = w.k
+                                    AND k.created_at > now() - interval '24 hours'
+                                  LIMIT 1) AS t ON true
+          ) AS x;
     END IF;
 
     -- One statement locks every auction a bid decided now names, in ascending id order, the same
@@ -289,8 +261,25 @@ BEGIN
     IF NOT keyed THEN
         RETURN;
     END IF;
+    -- The keys decided now, with their answers, in (caller_id, key) order. A key another
+    -- transaction wrote meanwhile (new, or taken over after its 24 hours) fails the whole batch.
     IF cardinality(done_keys) > 0 THEN
-        PERFORM gavel_store_keys(done_callers, done_keys, done_hashes, done_answers);
+        WITH ins AS (
+            INSERT INTO idempotency_keys AS t (caller_id, key, request_hash, answer)
+            SELECT d.c, d.k, d.h, d.a
+              FROM unnest(done_callers, done_keys, done_hashes, done_answers) AS d(c, k, h, a)
+             ORDER BY d.c, d.k COLLATE "C"
+            ON CONFLICT (caller_id, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash, answer = EXCLUDED.answer,
+                    created_at = now()
+                WHERE t.created_at <= now() - interval '24 hours'
+            RETURNING 1
+        )
+        SELECT count(*) INTO stored_keys FROM ins;
+        IF stored_keys <> cardinality(done_keys) THEN
+            RAISE EXCEPTION 'an idempotency key was taken by a concurrent request'
+                USING ERRCODE = 'GVK01';
+        END IF;
     END IF;
 
     -- Replays, reused keys, and repeats within this batch of a key decided now.

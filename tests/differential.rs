@@ -382,3 +382,60 @@ fn set_based_batches_decide_and_store_what_the_per_bid_loop_did() {
         }
     });
 }
+
+/// `gavel_place_bids` keeps one generic plan per statement for a connection's life, made at its
+/// first calls, when a new database is empty. Those plans must still probe primary keys once the
+/// tables have grown: no statement inside may scan a whole table or hash one.
+#[test]
+fn set_based_batches_probe_primary_keys_even_when_planned_on_an_empty_database() {
+    run(|| {
+        let db = common::test_db_name("diff_plans");
+        drop(database("diff_plans"));
+        let call = |i: usize| {
+            format!(
+                "SELECT count(*) FROM gavel_place_bids(ARRAY[1, 2]::bigint[], ARRAY[8, 9]::bigint[], \
+                 ARRAY[{i}00, 100]::numeric[], ARRAY[1, 1]::bigint[], ARRAY['k{i}', NULL]::text[], \
+                 ARRAY['\\x01', NULL]::bytea[]);"
+            )
+        };
+        let mut script = String::from(
+            "INSERT INTO auctions (title, seller_id, start_price, min_increment, starts_at, ends_at) \
+             VALUES ('lot', 7, 1, 1, now() - interval '1 hour', now() + interval '1 hour');\n\
+             LOAD 'auto_explain';\nSET auto_explain.log_min_duration = 0;\n\
+             SET auto_explain.log_nested_statements = on;\nSET auto_explain.log_level = notice;\n",
+        );
+        // Past the five custom plans PostgreSQL would otherwise try first.
+        for i in 1..=7 {
+            script.push_str(&call(i));
+            script.push('\n');
+        }
+        let out = std::process::Command::new("psql")
+            .args([
+                format!("{}/{db}", common::pg_base_url()).as_str(),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAtc",
+                &script,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plans = String::from_utf8_lossy(&out.stderr);
+        for probe in [
+            "Index Scan using idempotency_keys_pkey",
+            "Index Scan using auctions_pkey",
+            "Bitmap Index Scan on auctions_pkey",
+            "Insert on bids",
+            "Update on auctions",
+        ] {
+            assert!(plans.contains(probe), "no {probe:?} in:\n{plans}");
+        }
+        for scan in ["Seq Scan", "Hash Join", "Merge Join", "Index Only Scan"] {
+            assert!(!plans.contains(scan), "a {scan} in:\n{plans}");
+        }
+    });
+}
