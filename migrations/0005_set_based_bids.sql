@@ -7,11 +7,11 @@
 --
 -- Keys cost one lookup and one INSERT per batch: a key's row is written once, with its answer, after
 -- the batch is decided, instead of being claimed empty and updated with the answer. Two batches
--- deciding the same new key both run; the second one's INSERT waits for the first to end and, finding
--- the key taken, fails with SQLSTATE GVK01 and rolls back whole. The caller runs the batch again,
--- and the key then replays the first answer. Lock order stays acyclic: auctions first, ascending,
--- then keys, in (caller_id, key) order; a transaction that waits for a key already holds every lock
--- it will take on auctions.
+-- deciding the same new key both run; the second one's INSERT waits for the first to end and,
+-- finding the key taken, fails with a unique violation of idempotency_keys_pkey and rolls back
+-- whole. The caller runs the batch again, and the key then replays the first answer. Lock order
+-- stays acyclic: auctions first, ascending, then keys, in (caller_id, key) order; a transaction
+-- that waits for a key already holds every lock it will take on auctions.
 --
 -- The per-bid loop this replaces is kept as gavel_place_bids_per_bid: the reference the differential
 -- test decides every random batch with, on the same data, to prove the two equal.
@@ -87,7 +87,7 @@ DECLARE
     i       integer;
     r       gavel_bid_answer;
     stored  jsonb;
-    stored_keys integer;
+    expired_keys boolean := false;
     -- What the batch writes.
     new_auction bigint[]      := '{}';
     new_id      bigint[]      := '{}';
@@ -111,31 +111,34 @@ BEGIN
 
     -- Sorts every bid by its key, without writing: 0 decide now (also bids without a key), 1 replay
     -- answers[i], 2 key used with another body, 3 same key and body as an earlier bid of this
-    -- batch that is decided now: replay its answer once decided. A key past its 24 hours is new.
+    -- batch that is decided now: replay its answer once decided. A key past its 24 hours is new,
+    -- and its row is deleted before the batch writes the key afresh.
     IF keyed THEN
-        SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o)
-          INTO kind, answers
+        SELECT array_agg(x.kind ORDER BY x.o), array_agg(x.answer ORDER BY x.o),
+               coalesce(bool_or(x.expired), false)
+          INTO kind, answers, expired_keys
           FROM (
             SELECT w.o,
                    (CASE
                         WHEN w.k IS NULL THEN 0
-                        WHEN t.request_hash = w.h THEN 1
-                        WHEN t.request_hash IS NOT NULL THEN 2
+                        WHEN NOT t.expired AND t.request_hash = w.h THEN 1
+                        WHEN NOT t.expired THEN 2
                         WHEN w.o = w.first_o THEN 0
                         WHEN w.first_h = w.h THEN 3
                         ELSE 2
                     END)::smallint AS kind,
-                   CASE WHEN t.request_hash = w.h THEN t.answer END AS answer
+                   CASE WHEN NOT t.expired AND t.request_hash = w.h THEN t.answer END AS answer,
+                   t.expired
               FROM (SELECT u.c, u.k, u.h, u.o,
                            first_value(u.o) OVER same_key AS first_o,
                            first_value(u.h) OVER same_key AS first_h
                       FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
                     WINDOW same_key AS (PARTITION BY u.c, u.k ORDER BY u.o)) AS w
               -- LIMIT keeps this a lookup per bid (a join PostgreSQL cannot turn around).
-              LEFT JOIN LATERAL (SELECT k.request_hash, k.answer
+              LEFT JOIN LATERAL (SELECT k.request_hash, k.answer,
+                                        k.created_at <= now() - interval '24 hours' AS expired
                                    FROM idempotency_keys AS k
                                   WHERE k.caller_id = w.c AND k.key = w.k
-                                    AND k.created_at > now() - interval '24 hours'
                                   LIMIT 1) AS t ON true
           ) AS x;
     END IF;
@@ -261,25 +264,21 @@ BEGIN
     IF NOT keyed THEN
         RETURN;
     END IF;
-    -- The keys decided now, with their answers, in (caller_id, key) order. A key another
-    -- transaction wrote meanwhile (new, or taken over after its 24 hours) fails the whole batch.
+    -- The keys decided now, with their answers, in (caller_id, key) order, after the keys past
+    -- their 24 hours that the batch takes over are deleted. A key another transaction wrote
+    -- meanwhile (new, or taken over) fails the whole batch with a unique violation of
+    -- idempotency_keys_pkey, after waiting for that transaction to end.
     IF cardinality(done_keys) > 0 THEN
-        WITH ins AS (
-            INSERT INTO idempotency_keys AS t (caller_id, key, request_hash, answer)
-            SELECT d.c, d.k, d.h, d.a
-              FROM unnest(done_callers, done_keys, done_hashes, done_answers) AS d(c, k, h, a)
-             ORDER BY d.c, d.k COLLATE "C"
-            ON CONFLICT (caller_id, key) DO UPDATE
-                SET request_hash = EXCLUDED.request_hash, answer = EXCLUDED.answer,
-                    created_at = now()
-                WHERE t.created_at <= now() - interval '24 hours'
-            RETURNING 1
-        )
-        SELECT count(*) INTO stored_keys FROM ins;
-        IF stored_keys <> cardinality(done_keys) THEN
-            RAISE EXCEPTION 'an idempotency key was taken by a concurrent request'
-                USING ERRCODE = 'GVK01';
+        IF expired_keys THEN
+            DELETE FROM idempotency_keys AS k
+             USING unnest(done_callers, done_keys) AS d(c, k)
+             WHERE k.caller_id = d.c AND k.key = d.k
+               AND k.created_at <= now() - interval '24 hours';
         END IF;
+        INSERT INTO idempotency_keys (caller_id, key, request_hash, answer)
+        SELECT d.c, d.k, d.h, d.a
+          FROM unnest(done_callers, done_keys, done_hashes, done_answers) AS d(c, k, h, a)
+         ORDER BY d.c, d.k COLLATE "C";
     END IF;
 
     -- Replays, reused keys, and repeats within this batch of a key decided now.

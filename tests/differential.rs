@@ -41,6 +41,7 @@ const INSERT_AUCTION: usize = 2;
 const AUCTIONS: usize = 3;
 const BIDS: usize = 4;
 const KEYS: usize = 5;
+const AGE_KEYS: usize = 6;
 
 static STATEMENTS: &[StatementDef] = &[
     StatementDef {
@@ -83,6 +84,12 @@ static STATEMENTS: &[StatementDef] = &[
         sql: "SELECT caller_id, key, request_hash, answer::text FROM idempotency_keys \
               ORDER BY caller_id, key",
         param_types: &[],
+    },
+    StatementDef {
+        name: "age_keys",
+        sql: "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' \
+              WHERE key = ANY($1)",
+        param_types: &[Type::TEXT_ARRAY],
     },
 ];
 
@@ -337,6 +344,13 @@ fn set_based_batches_decide_and_store_what_the_per_bid_loop_did() {
         let (mut accepted, mut replays, mut reused) = (0, 0, 0);
         let mut outcomes = std::collections::BTreeSet::new();
         for round in 0..80 {
+            // Now and then some keys pass their 24 hours, on both databases: the next request
+            // with one of them is decided afresh.
+            if round % 10 == 9 {
+                let aged: Vec<String> = (0..8).map(|_| format!("k{}", rng.next(40))).collect();
+                set_based.query(AGE_KEYS, &[&aged]).unwrap();
+                per_bid.query(AGE_KEYS, &[&aged]).unwrap();
+            }
             let batch = random_batch(&mut rng, round, &mut earlier);
             let new: Vec<String> = decide(&set_based, SET_BASED, &batch)
                 .iter()

@@ -1,6 +1,6 @@
 //! The statements Gavel prepares on every connection, and the typed calls that run them.
 
-use super::pg::{Client, Row, StatementDef, ToSql, Type};
+use super::pg::{Client, PgError, Row, StatementDef, ToSql, Type};
 use super::StoreError;
 use crate::domain::auction::{Auction, Bid, BidState, NewAuction, Status};
 use crate::domain::money::Money;
@@ -335,9 +335,14 @@ pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>
 /// cover every realistic client, and past them the batch gets 503 (nothing was decided).
 const MAX_KEY_RACE_RUNS: usize = 4;
 
-/// The SQLSTATE `gavel_place_bids` fails with when a key it decided was written meanwhile by
-/// another transaction; the whole batch was rolled back.
-const KEY_RACE_SQLSTATE: &str = "GVK01";
+/// How `gavel_place_bids` fails when a key it decided was written meanwhile by another
+/// transaction: a unique violation of the keys' primary key; the whole batch was rolled back.
+fn is_key_race(e: &PgError) -> bool {
+    matches!(e, PgError::Db { code, constraint: Some(c), .. }
+        if code == UNIQUE_VIOLATION && c == "idempotency_keys_pkey")
+}
+
+const UNIQUE_VIOLATION: &str = "23505";
 
 fn query_retrying_key_races(
     client: &Client,
@@ -347,8 +352,8 @@ fn query_retrying_key_races(
     let mut run = 1;
     loop {
         match client.query(statement, params) {
-            Err(e) if e.code() == Some(KEY_RACE_SQLSTATE) && run < MAX_KEY_RACE_RUNS => run += 1,
-            Err(e) if e.code() == Some(KEY_RACE_SQLSTATE) => {
+            Err(e) if is_key_race(&e) && run < MAX_KEY_RACE_RUNS => run += 1,
+            Err(e) if is_key_race(&e) => {
                 return Err(StoreError::Unavailable(format!(
                     "idempotency keys raced {run} times in a row"
                 )))
