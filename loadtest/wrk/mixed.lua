@@ -1,13 +1,14 @@
 -- Nine GET /api/auctions/{id} to one POST /api/bids, over auctions FIRST..FIRST+N-1. The bids
 -- follow bid.lua (per-thread partition, amounts rising from GAVEL_AMOUNT_BASE), so they are
--- accepted; the reads land on the same auctions, which the bids keep changing.
+-- accepted; the reads land on the same auctions, which the bids keep changing. Every answer must
+-- be a 2xx, so wrk's own count of the others is the error count: no Lua callback per response,
+-- which would make wrk, not the server, the limit of this scenario.
 package.path = debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") .. "?.lua;" .. package.path
 local g = require("gavel_wrk")
 local counter = 0
 local bids = 0
 
 setup = g.setup
-response = g.response
 
 function request()
   counter = counter + 1
@@ -23,5 +24,5 @@ function request()
 end
 
 function done(summary, latency, requests)
-  g.done(summary, latency, true)
+  g.done(summary, latency, false)
 end
