@@ -5,20 +5,9 @@ mod common;
 
 use gavel::domain::auction::NewAuction;
 use gavel::domain::money::Money;
-use gavel::domain::time::Timestamp;
 use gavel::storage::pg::{Client, Config};
 use gavel::storage::queries::{self, BidDecision, BidInput, BidOutcome, KeyClaim, Keyed};
-use std::sync::{Arc, Once};
-
-fn run<F: FnOnce() + Send + 'static>(f: F) {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        may::config().set_workers(2);
-    });
-    if let Err(panic) = may::go!(f).join() {
-        std::panic::resume_unwind(panic);
-    }
-}
+use std::sync::Arc;
 
 fn setup(tag: &str) -> (Config, Client) {
     let url = format!("{}/{}", common::pg_base_url(), common::test_db_name(tag));
@@ -28,16 +17,8 @@ fn setup(tag: &str) -> (Config, Client) {
     (cfg, client)
 }
 
-fn now() -> Timestamp {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    Timestamp::from_unix_micros(micros)
-}
-
 fn auction(client: &Client, seller: i64) -> i64 {
-    let t = now();
+    let t = common::wall_clock();
     let new = NewAuction {
         title: "lot".into(),
         seller_id: seller,
@@ -68,7 +49,7 @@ fn outcome(d: &BidDecision) -> BidOutcome {
 
 #[test]
 fn each_bid_is_decided_in_order_within_its_auction() {
-    run(|| {
+    common::coroutine(|| {
         let (_, client) = setup("batch_order");
         let a = auction(&client, 7);
         let b = auction(&client, 7);
@@ -109,7 +90,7 @@ fn each_bid_is_decided_in_order_within_its_auction() {
 
 #[test]
 fn crossing_batches_on_two_connections_never_deadlock() {
-    run(|| {
+    common::coroutine(|| {
         let (cfg, client) = setup("batch_cross");
         let ids: Vec<i64> = (0..6).map(|_| auction(&client, 1)).collect();
         let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
@@ -154,7 +135,7 @@ fn keyed(auction_id: i64, bidder_id: i64, cents: i64, key: &str, hash: u8) -> Bi
 
 #[test]
 fn a_key_used_twice_in_one_batch_has_one_effect_and_one_answer() {
-    run(|| {
+    common::coroutine(|| {
         let (_, client) = setup("batch_keys");
         let a = auction(&client, 7);
         let batch = [
@@ -188,7 +169,7 @@ fn a_key_used_twice_in_one_batch_has_one_effect_and_one_answer() {
 
 #[test]
 fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
-    run(|| {
+    common::coroutine(|| {
         let (cfg, client) = setup("batch_keys_cross");
         let ids: Vec<i64> = (0..6).map(|_| auction(&client, 1)).collect();
         let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
@@ -239,7 +220,7 @@ fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
 
 #[test]
 fn a_batch_whose_new_key_another_request_wrote_first_is_rolled_back_and_replays() {
-    run(|| {
+    common::coroutine(|| {
         let db = common::test_db_name("batch_key_race");
         let (_, client) = setup("batch_key_race");
         let a = auction(&client, 7);

@@ -14,17 +14,6 @@ use gavel::domain::money::Money;
 use gavel::domain::time::Timestamp;
 use gavel::storage::pg::{Client, Config, Row, StatementDef, Type};
 use serde_json::Value;
-use std::sync::Once;
-
-fn run<F: FnOnce() + Send + 'static>(f: F) {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        may::config().set_workers(2);
-    });
-    if let Err(panic) = may::go!(f).join() {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 const BID_PARAMS: &[Type] = &[
     Type::INT8_ARRAY,
@@ -98,14 +87,6 @@ fn database(tag: &str) -> Client {
     let cfg = Config::from_url(&url).unwrap();
     gavel::storage::prepare_database(&cfg).unwrap();
     Client::connect_now(cfg, STATEMENTS, 0).unwrap()
-}
-
-fn now() -> Timestamp {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    Timestamp::from_unix_micros(micros)
 }
 
 const HOUR_SECS: i64 = 3_600;
@@ -327,10 +308,10 @@ fn stored(client: &Client, clock: &Clock) -> Vec<String> {
 
 #[test]
 fn set_based_batches_decide_and_store_what_the_per_bid_loop_did() {
-    run(|| {
+    common::coroutine(|| {
         let set_based = database("diff_set_based");
         let per_bid = database("diff_per_bid");
-        let base = now();
+        let base = common::wall_clock();
         let lots = lots(base);
         write_lots(&set_based, &lots);
         write_lots(&per_bid, &lots);
@@ -402,7 +383,7 @@ fn set_based_batches_decide_and_store_what_the_per_bid_loop_did() {
 /// tables have grown: no statement inside may scan a whole table or hash one.
 #[test]
 fn set_based_batches_probe_primary_keys_even_when_planned_on_an_empty_database() {
-    run(|| {
+    common::coroutine(|| {
         let db = common::test_db_name("diff_plans");
         drop(database("diff_plans"));
         let call = |i: usize| {

@@ -2,12 +2,14 @@
 //! `GAVEL_TEST_PG_URL`. The authentication test starts a private cluster with the binaries in
 //! /usr/lib/postgresql/15/bin (or `GAVEL_TEST_PG_BIN`) and needs to run as root.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gavel::storage::pg::limits::{MAX_IN_FLIGHT, READER_POLL_MILLIS, STALL_GRACE_MILLIS};
@@ -58,20 +60,6 @@ fn cfg() -> Config {
     Config::from_url(&url()).expect("test url")
 }
 
-/// Runs `f` in a coroutine on the shared two-worker runtime, re-raising its panic.
-fn run<F: FnOnce() + Send + 'static>(f: F) {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        may::config().set_workers(2);
-    });
-    // SCRAM's key derivation needs the client's stack size in unoptimised builds.
-    let builder = may::coroutine::Builder::new()
-        .stack_size(gavel::storage::pg::limits::COROUTINE_STACK_WORDS);
-    if let Err(panic) = may::go!(builder, f).unwrap().join() {
-        std::panic::resume_unwind(panic);
-    }
-}
-
 fn connect() -> Arc<Connection> {
     Connection::connect(&cfg(), STATEMENTS, 0).expect("connect")
 }
@@ -82,7 +70,7 @@ fn echo(conn: &Connection, v: i64) -> Result<i64, PgError> {
 
 #[test]
 fn round_trips_typed_params_and_nulls() {
-    run(|| {
+    common::coroutine(|| {
         let conn = connect();
         let price = Decimal::from_str("12345.6789").unwrap();
         let micros = SystemTime::now()
@@ -125,7 +113,7 @@ fn round_trips_typed_params_and_nulls() {
 
 #[test]
 fn simple_query_returns_text_rows_of_every_statement() {
-    run(|| {
+    common::coroutine(|| {
         let conn = connect();
         let rows = conn
             .simple_query(
@@ -157,7 +145,7 @@ fn simple_query_returns_text_rows_of_every_statement() {
 /// reset instead (rolling the transaction back) and the client reconnects.
 #[test]
 fn transaction_left_open_resets_the_connection() {
-    run(|| {
+    common::coroutine(|| {
         let conn = connect();
         let e = conn.simple_query("BEGIN; SELECT 1").unwrap_err();
         assert!(matches!(e, PgError::Unavailable(_)), "{e}");
@@ -175,7 +163,7 @@ fn transaction_left_open_resets_the_connection() {
 
 #[test]
 fn five_hundred_pipelined_queries_from_fifty_coroutines() {
-    run(|| {
+    common::coroutine(|| {
         let conn = connect();
         let deepest = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..50i64)
@@ -210,7 +198,7 @@ fn five_hundred_pipelined_queries_from_fifty_coroutines() {
 /// connecting, replies and timeouts all leave a caller on the connection's worker.
 #[test]
 fn callers_on_the_connection_worker_stay_there() {
-    run(|| {
+    common::coroutine(|| {
         for worker in 0..2 {
             let on_worker = may::coroutine::Builder::new().id(worker);
             let caller = may::go!(on_worker, move || {
@@ -244,7 +232,7 @@ fn callers_on_the_connection_worker_stay_there() {
 
 #[test]
 fn sql_error_mid_pipeline_fails_only_its_own_request() {
-    run(|| {
+    common::coroutine(|| {
         let conn = connect();
         let handles: Vec<_> = (0..40i64)
             .map(|i| {
@@ -269,7 +257,7 @@ fn sql_error_mid_pipeline_fails_only_its_own_request() {
 
 #[test]
 fn statement_timeout_cancels_on_the_server() {
-    run(|| {
+    common::coroutine(|| {
         let mut cfg = cfg();
         cfg.statement_timeout = Duration::from_millis(200);
         let conn = Connection::connect(&cfg, STATEMENTS, 1).unwrap();
@@ -283,7 +271,7 @@ fn statement_timeout_cancels_on_the_server() {
 
 #[test]
 fn timed_out_request_does_not_shift_later_replies() {
-    run(|| {
+    common::coroutine(|| {
         let mut cfg = cfg();
         cfg.query_timeout = Duration::from_millis(150);
         let conn = Connection::connect(&cfg, STATEMENTS, 0).unwrap();
@@ -320,7 +308,7 @@ fn wait_for(ok: impl Fn() -> bool) {
 /// pipeline fills deterministically behind it.
 #[test]
 fn full_pipeline_answers_busy_at_once() {
-    run(|| {
+    common::coroutine(|| {
         let admin = connect();
         admin.simple_query("SELECT pg_advisory_lock(4242)").unwrap();
         let conn = connect();
@@ -354,7 +342,7 @@ fn full_pipeline_answers_busy_at_once() {
 
 #[test]
 fn killed_backend_fails_fast_and_client_reconnects() {
-    run(|| {
+    common::coroutine(|| {
         let admin = connect();
         // A bare connection: in-flight and later requests get Unavailable, promptly.
         let conn = connect();
@@ -412,7 +400,7 @@ fn killed_backend_fails_fast_and_client_reconnects() {
 /// connection once every caller has timed out, instead of filling the pipeline for ever.
 #[test]
 fn stalled_server_breaks_the_connection() {
-    run(|| {
+    common::coroutine(|| {
         let mut cfg = cfg();
         cfg.query_timeout = Duration::from_millis(200);
         let conn = Connection::connect(&cfg, STATEMENTS, 0).unwrap();
@@ -450,7 +438,7 @@ impl Drop for Stopped {
 
 #[test]
 fn dropping_a_connection_ends_its_session() {
-    run(|| {
+    common::coroutine(|| {
         let admin = connect();
         let conn = connect();
         let sql = format!(
@@ -468,7 +456,7 @@ fn dropping_a_connection_ends_its_session() {
 
 #[test]
 fn unreachable_server_is_unavailable_within_the_connect_timeout() {
-    run(|| {
+    common::coroutine(|| {
         let mut cfg = cfg();
         cfg.host = "127.0.0.1".into();
         cfg.port = 1;
@@ -503,7 +491,7 @@ fn unreachable_server_is_unavailable_within_the_connect_timeout() {
 
 #[test]
 fn new_client_connects_in_the_background() {
-    run(|| {
+    common::coroutine(|| {
         let client = Client::new(cfg(), STATEMENTS, 1);
         let deadline = Instant::now() + Duration::from_secs(5);
         while !client.is_up() {
@@ -526,7 +514,7 @@ fn bad_statement_fails_the_connect_with_its_name() {
         sql: "SELECT * FROM no_such_table",
         param_types: &[],
     }];
-    run(|| {
+    common::coroutine(|| {
         let e = Connection::connect(&cfg(), BAD, 0).err().unwrap();
         assert_eq!(e.code(), Some("42P01"));
         assert!(e.to_string().contains("t_bad"), "{e}");
@@ -694,7 +682,7 @@ fn wait_until(what: &str, ok: impl Fn() -> bool) {
 fn authentication_methods_and_server_restart() {
     let cluster = Arc::new(Cluster::start());
     let c = cluster.clone();
-    run(move || check_logins(c));
+    common::coroutine(move || check_logins(c));
 
     let client = Arc::new(
         Client::connect_now(
@@ -707,7 +695,7 @@ fn authentication_methods_and_server_restart() {
     cluster.ctl_stop();
     wait_until("client notices the stop", || !client.is_up());
     let c = client.clone();
-    run(move || {
+    common::coroutine(move || {
         assert!(matches!(
             c.query(ECHO, &[&1i64]),
             Err(PgError::Unavailable(_))
@@ -716,7 +704,7 @@ fn authentication_methods_and_server_restart() {
     cluster.ctl_start();
     wait_until("client reconnects", || client.is_up());
     let c = client.clone();
-    run(move || {
+    common::coroutine(move || {
         assert_eq!(
             c.query(ECHO, &[&1i64]).unwrap()[0].get::<i64>(0).unwrap(),
             2

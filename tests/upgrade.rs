@@ -6,32 +6,12 @@ mod common;
 
 use gavel::domain::auction::NewAuction;
 use gavel::domain::money::Money;
-use gavel::domain::time::Timestamp;
 use gavel::storage::migrate;
 use gavel::storage::pg::{Client, Config};
 use gavel::storage::queries::{self, BidInput, BidOutcome, KeyClaim, Keyed};
-use std::sync::Once;
-
-fn run<F: FnOnce() + Send + 'static>(f: F) {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        may::config().set_workers(2);
-    });
-    if let Err(panic) = may::go!(f).join() {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 /// The last migration of the Gavel before set-based bid batches.
 const BEFORE_SET_BASED: i32 = 4;
-
-fn now() -> Timestamp {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    Timestamp::from_unix_micros(micros)
-}
 
 fn bid(auction_id: i64, bidder_id: i64, cents: i64, key: Option<(&str, u8)>) -> BidInput {
     BidInput {
@@ -55,7 +35,7 @@ fn fresh(answer: &Keyed<BidOutcome>) -> BidOutcome {
 
 #[test]
 fn a_database_of_the_per_bid_loop_upgrades_and_its_keys_replay() {
-    run(|| {
+    common::coroutine(|| {
         let db = common::test_db_name("upgrade");
         common::psql("postgres", &format!("CREATE DATABASE {db}"));
         let cfg = Config::from_url(&format!("{}/{db}", common::pg_base_url())).unwrap();
@@ -67,7 +47,7 @@ fn a_database_of_the_per_bid_loop_upgrades_and_its_keys_replay() {
             BEFORE_SET_BASED as usize
         );
         let old = Client::connect_now(cfg.clone(), queries::STATEMENTS, 0).unwrap();
-        let t = now();
+        let t = common::wall_clock();
         let a = queries::insert_auction(
             &old,
             &NewAuction {

@@ -12,6 +12,30 @@ use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Runs `f` in a coroutine on the shared two-worker runtime, re-raising its panic: the storage
+/// clients must run in coroutines. The stack is the storage client's own (SCRAM's key derivation
+/// needs it in unoptimised builds).
+pub fn coroutine<F: FnOnce() + Send + 'static>(f: F) {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        may::config().set_workers(2);
+    });
+    let builder = may::coroutine::Builder::new()
+        .stack_size(gavel::storage::pg::limits::COROUTINE_STACK_WORDS);
+    if let Err(panic) = may::go!(builder, f).unwrap().join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The wall clock, as the database's timestamps are kept.
+pub fn wall_clock() -> gavel::domain::time::Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    gavel::domain::time::Timestamp::from_unix_micros(micros)
+}
+
 /// Where the test databases live; each test binary gets `gavel_test_<pid>_<name>` on it.
 pub fn pg_base_url() -> String {
     std::env::var("GAVEL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
