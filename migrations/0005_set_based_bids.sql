@@ -88,6 +88,8 @@ DECLARE
     r       gavel_bid_answer;
     stored  jsonb;
     expired_keys boolean := false;
+    expired_caller bigint;
+    expired_key    text;
     -- What the batch writes.
     new_auction bigint[]      := '{}';
     new_id      bigint[]      := '{}';
@@ -107,6 +109,9 @@ BEGIN
        OR cardinality(p_callers) <> n OR cardinality(p_keys) <> n
        OR cardinality(p_hashes) <> n THEN
         RAISE EXCEPTION 'gavel_place_bids: arrays of different lengths';
+    END IF;
+    IF array_position(p_auction_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'gavel_place_bids: an auction id is NULL';
     END IF;
 
     -- Sorts every bid by its key, without writing: 0 decide now (also bids without a key), 1 replay
@@ -216,7 +221,8 @@ BEGIN
                         a_ends[j] := t + make_interval(secs => a_ext[j]);
                     END IF;
                     bid_id := nextval('bids_id_seq'::regclass);
-                    a_price[j] := p_amounts[i];
+                    -- As stored, so the next bid on this auction sees what the row will hold.
+                    a_price[j] := p_amounts[i]::numeric(14,2);
                     a_lead[j]  := p_bidder_ids[i];
                     a_count[j] := a_count[j] + 1;
                     touched := true;
@@ -258,7 +264,9 @@ BEGIN
         UPDATE auctions AS x
            SET current_price = u.p, leader_id = u.l, bid_count = u.c, ends_at = u.e
           FROM unnest(up_id, up_price, up_lead, up_count, up_ends) AS u(id, p, l, c, e)
-         WHERE x.id = u.id;
+         WHERE x.id = u.id
+           -- An index condition on auctions itself, so no plan can walk the whole table.
+           AND x.id = ANY (up_id);
     END IF;
 
     IF NOT keyed THEN
@@ -269,11 +277,18 @@ BEGIN
     -- meanwhile (new, or taken over) fails the whole batch with a unique violation of
     -- idempotency_keys_pkey, after waiting for that transaction to end.
     IF cardinality(done_keys) > 0 THEN
+        -- One key at a time, in (caller_id, key) order like every other key write: two batches
+        -- taking over the same keys lock them in the same order. Rare: only batches that meet a
+        -- key past its 24 hours come here.
         IF expired_keys THEN
-            DELETE FROM idempotency_keys AS k
-             USING unnest(done_callers, done_keys) AS d(c, k)
-             WHERE k.caller_id = d.c AND k.key = d.k
-               AND k.created_at <= now() - interval '24 hours';
+            FOR expired_caller, expired_key IN
+                SELECT d.c, d.k FROM unnest(done_callers, done_keys) AS d(c, k)
+                 ORDER BY d.c, d.k COLLATE "C"
+            LOOP
+                DELETE FROM idempotency_keys AS k
+                 WHERE k.caller_id = expired_caller AND k.key = expired_key
+                   AND k.created_at <= now() - interval '24 hours';
+            END LOOP;
         END IF;
         INSERT INTO idempotency_keys (caller_id, key, request_hash, answer)
         SELECT d.c, d.k, d.h, d.a

@@ -276,3 +276,83 @@ fn a_batch_whose_new_key_another_request_wrote_first_is_rolled_back_and_replays(
         );
     });
 }
+
+/// Holds the key row `(caller, key)` locked from another session for `millis`.
+fn hold_key(db: &str, caller: i64, key: &str, millis: u64) -> std::process::Child {
+    std::process::Command::new("psql")
+        .args([
+            format!("{}/{db}", common::pg_base_url()).as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            &format!(
+                "BEGIN; SELECT 1 FROM idempotency_keys WHERE caller_id = {caller} AND key = '{key}' \
+                 FOR UPDATE; SELECT pg_sleep({}); COMMIT;",
+                millis as f64 / 1000.0
+            ),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn batches_taking_over_the_same_expired_keys_in_opposite_orders_never_deadlock() {
+    common::coroutine(|| {
+        let db = common::test_db_name("batch_expired_cross");
+        let (cfg, client) = setup("batch_expired_cross");
+        let ids: Vec<i64> = (0..4).map(|_| auction(&client, 1)).collect();
+        common::psql(
+            &db,
+            "INSERT INTO idempotency_keys (caller_id, key, request_hash, answer, created_at) \
+             VALUES (8, 'a', '\\x00', '{}', now() - interval '30 hours'), \
+                    (8, 'b', '\\x00', '{}', now() - interval '30 hours')",
+        );
+        // Batch one meets key a before key b (its auctions' order), batch two b before a. Two
+        // other sessions hold the keys so that each batch is stopped at its first key, and b is
+        // let go first: batch two takes b and then waits for a, which batch one will get first.
+        let holders = [hold_key(&db, 8, "a", 1_200), hold_key(&db, 8, "b", 700)];
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
+        let first = Arc::new(client);
+        let batches = [
+            (
+                first,
+                vec![
+                    keyed(ids[0], 8, 10_000, "a", 1),
+                    keyed(ids[1], 8, 10_000, "b", 2),
+                ],
+            ),
+            (
+                second,
+                vec![
+                    keyed(ids[2], 8, 10_000, "b", 3),
+                    keyed(ids[3], 8, 10_000, "a", 4),
+                ],
+            ),
+        ];
+        let handles: Vec<_> = batches
+            .into_iter()
+            .map(|(client, batch)| may::go!(move || queries::place_bids(&client, &batch)))
+            .collect();
+        let decided: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("no deadlock"))
+            .collect();
+        for h in holders {
+            assert!(h.wait_with_output().unwrap().status.success());
+        }
+        // Each key was taken over once; the other batch, run again, found it used with another
+        // body.
+        let fresh = decided
+            .iter()
+            .flatten()
+            .filter(|d| matches!(d.answer, Keyed::Fresh(_)))
+            .count();
+        assert_eq!(fresh, 2, "{decided:?}");
+        assert_eq!(
+            common::psql(&db, "SELECT count(*) FROM idempotency_keys WHERE created_at > now() - interval '1 hour'"),
+            "2"
+        );
+    });
+}
