@@ -138,7 +138,7 @@ BEGIN
                            first_value(u.o) OVER same_key AS first_o,
                            first_value(u.h) OVER same_key AS first_h
                       FROM unnest(p_callers, p_keys, p_hashes) WITH ORDINALITY AS u(c, k, h, o)
-                    WINDOW same_key AS (PARTITION BY u.c, u.k ORDER BY u.o)) AS w
+                    WINDOW same_key AS (PARTITION BY u.c, u.k COLLATE "C" ORDER BY u.o)) AS w
               -- LIMIT keeps this a lookup per bid (a join PostgreSQL cannot turn around).
               LEFT JOIN LATERAL (SELECT k.request_hash, k.answer,
                                         k.created_at <= now() - interval '24 hours' AS expired
