@@ -70,7 +70,8 @@ static STATEMENTS: &[StatementDef] = &[
     },
     StatementDef {
         name: "keys",
-        sql: "SELECT caller_id, key, request_hash, answer::text FROM idempotency_keys \
+        sql: "SELECT caller_id, key, request_hash, coalesce(to_jsonb(bid_answer), answer)::text \
+              FROM idempotency_keys \
               ORDER BY caller_id, key",
         param_types: &[],
     },
