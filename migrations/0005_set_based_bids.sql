@@ -23,7 +23,7 @@ ALTER FUNCTION gavel_place_bids(bigint[], bigint[], numeric[], bigint[], text[],
 -- every lookup and every insertion slower (the primary key is rebuilt).
 ALTER TABLE idempotency_keys ALTER COLUMN key TYPE text COLLATE "C";
 
--- A bid's answer as the row gavel_place_bids returned, not as JSON: 121 bytes for an accepted bid
+-- A bid's answer as the row gavel_place_bids returned, not as JSON: 117 bytes for an accepted bid
 -- instead of 317 (in the table and in the WAL), and no conversion either way. Answers stored before stay in `answer`,
 -- and auctions keep theirs there.
 ALTER TABLE idempotency_keys ADD COLUMN bid_answer gavel_bid_answer;
