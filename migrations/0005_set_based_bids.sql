@@ -25,8 +25,7 @@ ALTER TABLE idempotency_keys ALTER COLUMN key TYPE text COLLATE "C";
 
 -- A bid's answer as the row gavel_place_bids returned, not as JSON: 117 bytes for an accepted bid
 -- instead of 388 (in the table and in the WAL), and no conversion either way. Answers stored
--- before stay in `answer`,
--- and auctions keep theirs there.
+-- before stay in `answer`, and auctions keep theirs there.
 ALTER TABLE idempotency_keys ADD COLUMN bid_answer gavel_bid_answer;
 
 -- As in 0004, and a key taken over after its 24 hours also forgets a bid's answer.
