@@ -114,9 +114,8 @@ DECLARE
     a_price numeric[];
     a_lead  bigint[];
     a_count bigint[];
-    -- The auction being decided: j its index in a_*, touched whether a bid was accepted on it.
+    -- The auction being decided: its index in a_*.
     j       integer := 0;
-    touched boolean := false;
     t       timestamptz;
     i       integer;
     r       gavel_bid_answer;
@@ -129,11 +128,6 @@ DECLARE
     new_id      bigint[]      := '{}';
     new_bidder  bigint[]      := '{}';
     new_amount  numeric[]     := '{}';
-    up_id       bigint[]      := '{}';
-    up_price    numeric[]     := '{}';
-    up_lead     bigint[]      := '{}';
-    up_count    bigint[]      := '{}';
-    up_ends     timestamptz[] := '{}';
     done_callers bigint[] := '{}';
     done_keys    text[]   := '{}';
     done_hashes  bytea[]  := '{}';
@@ -211,19 +205,9 @@ BEGIN
          WHERE kind[s.i] = 0
          ORDER BY p_auction_ids[s.i], s.i
     LOOP
-        IF j = 0 OR a_id[j] <> p_auction_ids[i] THEN
-            IF touched THEN
-                up_id    := up_id    || a_id[j];
-                up_price := up_price || a_price[j];
-                up_lead  := up_lead  || a_lead[j];
-                up_count := up_count || a_count[j];
-                up_ends  := up_ends  || a_ends[j];
-                touched  := false;
-            END IF;
-            WHILE j < coalesce(cardinality(a_id), 0) AND (j = 0 OR a_id[j] < p_auction_ids[i]) LOOP
-                j := j + 1;
-            END LOOP;
-        END IF;
+        WHILE j < coalesce(cardinality(a_id), 0) AND (j = 0 OR a_id[j] < p_auction_ids[i]) LOOP
+            j := j + 1;
+        END LOOP;
 
         ord := i;
         replay := 0;
@@ -263,7 +247,6 @@ BEGIN
                     a_price[j] := p_amounts[i]::numeric(14,2);
                     a_lead[j]  := p_bidder_ids[i];
                     a_count[j] := a_count[j] + 1;
-                    touched := true;
                     new_auction := new_auction || p_auction_ids[i];
                     new_id      := new_id      || bid_id;
                     new_bidder  := new_bidder  || p_bidder_ids[i];
@@ -287,24 +270,19 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
-    IF touched THEN
-        up_id    := up_id    || a_id[j];
-        up_price := up_price || a_price[j];
-        up_lead  := up_lead  || a_lead[j];
-        up_count := up_count || a_count[j];
-        up_ends  := up_ends  || a_ends[j];
-    END IF;
 
     IF cardinality(new_id) > 0 THEN
         INSERT INTO bids (auction_id, id, bidder_id, amount, created_at)
         SELECT u.a, u.i, u.b, u.m, t
           FROM unnest(new_auction, new_id, new_bidder, new_amount) AS u(a, i, b, m);
+        -- The auctions a bid was accepted on, with their state after the batch's last bid.
         UPDATE auctions AS x
-           SET current_price = u.p, leader_id = u.l, bid_count = u.c, ends_at = u.e
-          FROM unnest(up_id, up_price, up_lead, up_count, up_ends) AS u(id, p, l, c, e)
-         WHERE x.id = u.id
-           -- An index condition on auctions itself, so no plan can walk the whole table.
-           AND x.id = ANY (up_id);
+           SET current_price = a_price[g.sub], leader_id = a_lead[g.sub],
+               bid_count = a_count[g.sub], ends_at = a_ends[g.sub]
+          FROM generate_subscripts(a_id, 1) AS g(sub)
+         WHERE x.id = a_id[g.sub]
+           -- Also an index condition on auctions itself, so no plan can walk the whole table.
+           AND x.id = ANY (new_auction);
     END IF;
 
     IF NOT keyed THEN
