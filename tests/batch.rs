@@ -227,22 +227,15 @@ fn a_batch_whose_new_key_another_request_wrote_first_is_rolled_back_and_replays(
         // Another transaction holds the key, written but not yet committed, for a second: the
         // batch sees no key, decides, then waits at the key's INSERT and finds it taken.
         let hex = "01".repeat(32);
-        let holder = std::process::Command::new("psql")
-            .args([
-                format!("{}/{db}", common::pg_base_url()).as_str(),
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                &format!(
-                    "BEGIN; INSERT INTO idempotency_keys (caller_id, key, request_hash, answer) \
-                     VALUES (8, 'race', '\\x{hex}', to_jsonb(ROW(4::smallint, NULL, NULL, NULL, \
-                     100.00, 105.00, 7, 100.00, 5.00, now(), now(), 0)::gavel_bid_answer)); \
-                     SELECT pg_sleep(1); COMMIT;"
-                ),
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let holder = hold_in_transaction(
+            &db,
+            &format!(
+                "INSERT INTO idempotency_keys (caller_id, key, request_hash, answer) \
+                 VALUES (8, 'race', '\\x{hex}', to_jsonb(ROW(4::smallint, NULL, NULL, NULL, \
+                 100.00, 105.00, 7, 100.00, 5.00, now(), now(), 0)::gavel_bid_answer))"
+            ),
+            1_000,
+        );
         std::thread::sleep(std::time::Duration::from_millis(300));
         let decided = queries::place_bids(
             &client,
@@ -277,8 +270,8 @@ fn a_batch_whose_new_key_another_request_wrote_first_is_rolled_back_and_replays(
     });
 }
 
-/// Holds the key row `(caller, key)` locked from another session for `millis`.
-fn hold_key(db: &str, caller: i64, key: &str, millis: u64) -> std::process::Child {
+/// Runs `sql` in a transaction of another session (psql) that stays open for `millis` more.
+fn hold_in_transaction(db: &str, sql: &str, millis: u64) -> std::process::Child {
     std::process::Command::new("psql")
         .args([
             format!("{}/{db}", common::pg_base_url()).as_str(),
@@ -286,14 +279,21 @@ fn hold_key(db: &str, caller: i64, key: &str, millis: u64) -> std::process::Chil
             "ON_ERROR_STOP=1",
             "-qc",
             &format!(
-                "BEGIN; SELECT 1 FROM idempotency_keys WHERE caller_id = {caller} AND key = '{key}' \
-                 FOR UPDATE; SELECT pg_sleep({}); COMMIT;",
+                "BEGIN; {sql}; SELECT pg_sleep({}); COMMIT;",
                 millis as f64 / 1000.0
             ),
         ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// Holds the key row `(caller, key)` locked from another session for `millis`.
+fn hold_key(db: &str, caller: i64, key: &str, millis: u64) -> std::process::Child {
+    let lock = format!(
+        "SELECT 1 FROM idempotency_keys WHERE caller_id = {caller} AND key = '{key}' FOR UPDATE"
+    );
+    hold_in_transaction(db, &lock, millis)
 }
 
 #[test]
