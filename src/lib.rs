@@ -15,9 +15,12 @@ pub mod http;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod pipeline;
 pub mod placement;
 pub mod server;
 pub mod sockets;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod token;
 pub mod url;

@@ -148,7 +148,8 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
     let auth = cfg.auth_secret.as_deref().map(|s| Arc::new(Auth::new(s)));
     let setup = pg.clone();
-    let prepare = may::coroutine::Builder::new().stack_size(pg::limits::COROUTINE_STACK_WORDS);
+    let prepare =
+        may::coroutine::Builder::new().stack_size(pg::limits::LIMITS.coroutine_stack_words);
     let instance = may::go!(prepare, move || storage::prepare_database(&setup))
         .map_err(|e| format!("cannot start database preparation: {e}"))?
         .join()
@@ -161,7 +162,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
             // It authenticates to PostgreSQL (SCRAM), so it gets the client's own stack size.
             let builder = may::coroutine::Builder::new()
                 .id(worker)
-                .stack_size(pg::limits::COROUTINE_STACK_WORDS);
+                .stack_size(pg::limits::LIMITS.coroutine_stack_words);
             // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
             unsafe {
                 builder.spawn(move || {

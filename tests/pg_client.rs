@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gavel::storage::pg::limits::{MAX_IN_FLIGHT, READER_POLL_MILLIS, STALL_GRACE_MILLIS};
+use gavel::storage::pg::limits::LIMITS;
 use gavel::storage::pg::{Client, Config, Connection, PgError, StatementDef, Type};
 use rust_decimal::Decimal;
 
@@ -319,13 +319,13 @@ fn full_pipeline_answers_busy_at_once() {
                 .map(|_| ())
         });
         wait_for(|| conn.in_flight() == 1);
-        let waiters: Vec<_> = (1..MAX_IN_FLIGHT as i64)
+        let waiters: Vec<_> = (1..LIMITS.max_in_flight as i64)
             .map(|v| {
                 let conn = conn.clone();
                 may::go!(move || echo(&conn, v).map(|r| r == v + 1))
             })
             .collect();
-        wait_for(|| conn.in_flight() == MAX_IN_FLIGHT);
+        wait_for(|| conn.in_flight() == LIMITS.max_in_flight);
         let t = Instant::now();
         assert!(matches!(conn.query(ECHO, &[&1i64]), Err(PgError::Busy)));
         assert!(t.elapsed() < Duration::from_millis(50));
@@ -407,7 +407,7 @@ fn stalled_server_breaks_the_connection() {
         let stopped = Stopped::new(conn.backend_pid());
         assert!(matches!(echo(&conn, 1), Err(PgError::Timeout)));
         let limit = cfg.query_timeout
-            + Duration::from_millis(STALL_GRACE_MILLIS + READER_POLL_MILLIS + 1_000);
+            + Duration::from_millis(LIMITS.stall_grace_millis + LIMITS.reader_poll_millis + 1_000);
         let t = Instant::now();
         while !conn.is_broken() {
             assert!(t.elapsed() < limit, "stall not detected");

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use gavel::cache::client::limits::{MAX_IN_FLIGHT, MAX_REPLY_BYTES, STALL_GRACE_MILLIS};
+use gavel::cache::client::limits::{LIMITS, MAX_REPLY_BYTES};
 use gavel::cache::client::{CacheError, Client, Connection, RedisConfig};
 use redis::{cmd, Value};
 
@@ -378,15 +378,15 @@ fn timeout_then_busy_then_recovery() {
                 Ok(()) => accepted += 1,
                 Err(e) => break e,
             }
-            assert!(accepted <= MAX_IN_FLIGHT, "never Busy");
+            assert!(accepted <= LIMITS.max_in_flight, "never Busy");
         };
         assert!(matches!(busy, CacheError::Busy), "{busy:?}");
-        assert_eq!(accepted, MAX_IN_FLIGHT - 1);
+        assert_eq!(accepted, LIMITS.max_in_flight - 1);
         assert!(wait_until(Duration::from_secs(3), || c.in_flight() == 0).is_some());
         assert!(!c.is_broken());
         assert_eq!(
             c.query(cmd("GET").arg("n")).unwrap(),
-            bulk(&(MAX_IN_FLIGHT - 1).to_string())
+            bulk(&(LIMITS.max_in_flight - 1).to_string())
         );
     });
 }
@@ -409,7 +409,7 @@ fn stalled_server_breaks_the_connection_and_the_client_recovers() {
         ));
         // silence past the timeout plus the grace drops the connection...
         let down = wait_until(Duration::from_secs(2), || !client.is_up()).expect("stall noticed");
-        let limit = cfg.command_timeout + Duration::from_millis(STALL_GRACE_MILLIS + 400);
+        let limit = cfg.command_timeout + Duration::from_millis(LIMITS.stall_grace_millis + 400);
         assert!(down <= limit, "stall noticed after {down:?}");
         // ...so that callers fail fast instead of each waiting out its timeout
         let t = Instant::now();

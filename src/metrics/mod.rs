@@ -147,33 +147,56 @@ pub enum KeyResult {
 /// Label values of [`KeyResult`], in its order.
 pub const KEY_RESULTS: [&str; 3] = ["fresh", "replayed", "mismatch"];
 
-/// What went wrong talking to PostgreSQL or Redis: the `kind` label of the error counters, one
-/// per variant of each client's error type (Redis has no `Auth`: its refusals are error replies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// No connection, or it broke before the reply.
-    Unavailable = 0,
-    /// The connection's pipeline was full.
-    Busy = 1,
-    /// No reply in time.
-    Timeout = 2,
-    /// The server answered with an error.
-    Server = 3,
-    /// Bytes the client could not follow.
-    Protocol = 4,
-    /// Authentication refused.
-    Auth = 5,
-}
+/// The error kinds of the clients' counters: the pipeline's own words and labels.
+pub use crate::pipeline::Failure as ErrorKind;
 
 /// Label values of [`ErrorKind`], in its order.
-pub const ERROR_KINDS: [&str; 6] = [
-    "unavailable",
-    "busy",
-    "timeout",
-    "server",
-    "protocol",
-    "auth",
-];
+pub const ERROR_KINDS: [&str; 6] = ErrorKind::LABELS;
+
+/// Which client an observer reports for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Redis,
+}
+
+/// Reports one client's calls into its worker's slot.
+struct ClientMetrics {
+    slot: &'static WorkerMetrics,
+    backend: Backend,
+}
+
+impl crate::pipeline::Observer for ClientMetrics {
+    fn answered(&self, took: Duration) {
+        match self.backend {
+            Backend::Postgres => self.slot.pg_query(took),
+            Backend::Redis => self.slot.redis_command(took),
+        }
+    }
+
+    fn failed(&self, kind: ErrorKind) {
+        match self.backend {
+            Backend::Postgres => self.slot.pg_error(kind),
+            Backend::Redis => self.slot.redis_error(kind),
+        }
+    }
+
+    fn reconnected(&self) {
+        match self.backend {
+            Backend::Postgres => self.slot.pg_reconnect(),
+            Backend::Redis => self.slot.redis_reconnect(),
+        }
+    }
+}
+
+/// An observer for a client of `worker`, or `None` when metrics are off.
+pub fn observer(
+    worker: usize,
+    backend: Backend,
+) -> Option<std::sync::Arc<dyn crate::pipeline::Observer>> {
+    self::worker(worker)
+        .map(|slot| std::sync::Arc::new(ClientMetrics { slot, backend }) as std::sync::Arc<_>)
+}
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 

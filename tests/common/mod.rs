@@ -21,7 +21,7 @@ pub fn coroutine<F: FnOnce() + Send + 'static>(f: F) {
         may::config().set_workers(2);
     });
     let builder = may::coroutine::Builder::new()
-        .stack_size(gavel::storage::pg::limits::COROUTINE_STACK_WORDS);
+        .stack_size(gavel::storage::pg::limits::LIMITS.coroutine_stack_words);
     if let Err(panic) = may::go!(builder, f).unwrap().join() {
         std::panic::resume_unwind(panic);
     }

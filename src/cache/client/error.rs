@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::metrics::ErrorKind;
+use crate::pipeline::{Failure, LinkError, LinkFailure};
 
 /// Everything that can go wrong talking to Redis, sorted by what the caller does about it. For
 /// a cache every kind means the same on the request path (use PostgreSQL instead); the kinds
@@ -31,15 +31,33 @@ impl CacheError {
             _ => None,
         }
     }
+}
 
-    /// The `kind` label this error is counted under in the metrics.
-    pub fn metrics_kind(&self) -> ErrorKind {
+impl From<LinkError> for CacheError {
+    fn from(e: LinkError) -> CacheError {
+        match e {
+            LinkError::Unavailable(why) => CacheError::Unavailable(why),
+            LinkError::Busy => CacheError::Busy,
+            LinkError::Timeout => CacheError::Timeout,
+        }
+    }
+}
+
+impl LinkFailure for CacheError {
+    fn failure(&self) -> Failure {
         match self {
-            CacheError::Unavailable(_) => ErrorKind::Unavailable,
-            CacheError::Busy => ErrorKind::Busy,
-            CacheError::Timeout => ErrorKind::Timeout,
-            CacheError::Server(_) => ErrorKind::Server,
-            CacheError::Protocol(_) => ErrorKind::Protocol,
+            CacheError::Unavailable(_) => Failure::Unavailable,
+            CacheError::Busy => Failure::Busy,
+            CacheError::Timeout => Failure::Timeout,
+            CacheError::Server(_) => Failure::Server,
+            CacheError::Protocol(_) => Failure::Protocol,
+        }
+    }
+
+    fn unavailable_reason(&self) -> Option<&str> {
+        match self {
+            CacheError::Unavailable(why) => Some(why),
+            _ => None,
         }
     }
 }

@@ -15,10 +15,8 @@
 //! client. An error reply fails only its own command ([`CacheError::Server`]); bytes that do not
 //! follow RESP2, a RESP3 push or a reply over `MAX_REPLY_BYTES` break the connection.
 //!
-//! The `worker` argument is the index of the may worker that owns the client (the index given
-//! to `may::coroutine::Builder::id` for that worker's coroutines). The reader and writer sockets
-//! get descriptors that map to `worker` and a caller is handed back to `worker` after connecting
-//! and after a timeout, so a coroutine of that worker that uses the worker's client stays on it.
+//! The connection and the self-healing client are the shared ones of [`crate::pipeline`], which
+//! also says how they keep to their worker; this module supplies the protocol.
 //!
 //! Every bound and timeout is in [`limits`].
 
@@ -34,5 +32,5 @@ mod resp;
 
 pub use client::Client;
 pub use config::RedisConfig;
-pub use conn::Connection;
+pub use conn::{Connection, Resp};
 pub use error::CacheError;

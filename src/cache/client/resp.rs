@@ -11,7 +11,7 @@ use super::error::CacheError;
 use super::limits::{MAX_REPLY_BYTES, MAX_REPLY_DEPTH};
 
 /// What one command gets: its value, or its own error reply as `CacheError::Server`.
-pub(crate) type Reply = Result<Value, CacheError>;
+pub type Reply = Result<Value, CacheError>;
 
 fn protocol(why: impl Into<String>) -> CacheError {
     CacheError::Protocol(why.into())
@@ -176,7 +176,7 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Reply, CacheError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::limits::COROUTINE_STACK_WORDS;
+    use super::super::limits::LIMITS;
     use super::*;
 
     /// Every reply in `bytes`, fed in the pieces given, the way the reader consumes them.
@@ -359,7 +359,7 @@ mod tests {
     /// deepest reply the framer lets through must parse in half the reader's stack.
     #[test]
     fn deepest_reply_fits_the_reader_stack() {
-        let bytes = COROUTINE_STACK_WORDS * std::mem::size_of::<usize>() / 2;
+        let bytes = LIMITS.coroutine_stack_words * std::mem::size_of::<usize>() / 2;
         let parsed = std::thread::Builder::new()
             .stack_size(bytes)
             .spawn(|| {
@@ -412,13 +412,7 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"+-:$*%~_,#(!=>|0123456789\r\n\r\nab";
         for _ in 0..20_000 {
             let len = (next() % 24) as usize;

@@ -360,13 +360,7 @@ pub(crate) mod tests {
     /// Arbitrary bytes must give messages or errors, never a panic.
     #[test]
     fn random_bytes_never_panic() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         let tags = b"123ACDEGHIKnNRsStTZcdx";
         for _ in 0..20_000 {
             let len = (next() % 24) as usize;

@@ -1,19 +1,11 @@
-//! One pipelined connection: start-up, statement preparation, and the reader and writer
-//! coroutines that carry many requests at once over one socket.
+//! PostgreSQL on the pipeline: the start-up and statement preparation, and the typed calls of
+//! one connection. The connection itself is the shared [`Link`].
 
-use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use may::net::TcpStream;
-use may::sync::mpsc::{channel, Receiver};
-use may::sync::Semphore;
 use postgres_protocol::message::backend::{Message, RowDescriptionBody};
 use postgres_types::{ToSql, Type};
 
@@ -25,14 +17,9 @@ use super::codec::{
 use super::config::Config;
 use super::demux::{Demux, Pending};
 use super::error::{server_error, PgError};
-use super::limits::{
-    COROUTINE_STACK_WORDS, KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, MAX_IN_FLIGHT,
-    READER_POLL_MILLIS, READ_BUFFER_BYTES, READ_CHUNK_BYTES, RETAINED_BUFFER_BYTES,
-    STALL_GRACE_MILLIS, WRITE_TIMEOUT_MILLIS,
-};
+use super::limits::LIMITS;
 use super::row::Row;
-use crate::metrics::WorkerMetrics;
-use crate::placement::{on_worker, return_to};
+use crate::pipeline::{Endpoint, Handshake, Link, Protocol};
 
 /// A statement prepared on every (re)connection, referred to by its index in the slice given to
 /// `connect`. `name` is the server-side name: non-empty and unique within the slice.
@@ -43,9 +30,6 @@ pub struct StatementDef {
     pub param_types: &'static [Type],
 }
 
-/// Run once when a connection breaks, with the reason, from its reader or writer coroutine.
-pub(crate) type OnBreak = Box<dyn FnOnce(&str) + Send>;
-
 /// A prepared statement as the server described it.
 struct Prepared {
     name: &'static str,
@@ -53,50 +37,62 @@ struct Prepared {
     columns: Arc<[Type]>,
 }
 
-/// One pipelined connection: many requests in flight, answered in order.
-pub struct Connection {
-    shared: Arc<Shared>,
+/// What a connection is opened with: the settings and the statements to prepare.
+pub struct Target {
+    pub cfg: Config,
+    pub statements: &'static [StatementDef],
+}
+
+/// What start-up learned, kept for the connection's life.
+pub struct Session {
     statements: Vec<Prepared>,
-    query_timeout: Duration,
     backend_pid: i32,
-    worker: usize,
-    /// The worker's metrics slot; `None` when metrics are off.
-    metrics: Option<&'static WorkerMetrics>,
+    query_timeout: Duration,
 }
 
-/// What the callers, the reader and the writer share.
-struct Shared {
-    state: Mutex<State>,
-    /// Mirrors `State::down` so `is_broken` needs no lock.
-    broken: AtomicBool,
-    in_flight: AtomicUsize,
-    /// Write calls made by the writer: with requests batched, fewer than requests sent.
-    batches: AtomicU64,
-    /// Posted when `State::out` goes from empty to non-empty, and on break/close.
-    writer_wake: Semphore,
-    /// A duplicate of the socket, used only to shut it down and so wake the reader and writer.
-    socket: std::net::TcpStream,
-    on_break: Mutex<Option<OnBreak>>,
+/// The PostgreSQL protocol as the pipeline sees it.
+pub struct Postgres;
+
+impl Protocol for Postgres {
+    const NAME: &'static str = "pg";
+    const LIMITS: crate::pipeline::Limits = LIMITS;
+    type Config = Target;
+    type Session = Session;
+    type Decoder = Demux;
+
+    fn endpoint(t: &Target) -> Endpoint<'_> {
+        Endpoint {
+            host: &t.cfg.host,
+            port: t.cfg.port,
+            connect_timeout: t.cfg.connect_timeout,
+        }
+    }
+
+    /// Start-up, authentication, then every statement prepared in one round trip.
+    fn handshake(t: &Target, hs: &mut Handshake) -> Result<Session, PgError> {
+        let backend_pid = startup(hs, &t.cfg)?;
+        let statements = prepare(hs, t.statements)?;
+        Ok(Session {
+            statements,
+            backend_pid,
+            query_timeout: t.cfg.query_timeout,
+        })
+    }
+
+    /// Terminate, so the server ends the session cleanly instead of logging an EOF.
+    fn farewell(out: &mut Vec<u8>) {
+        out.extend_from_slice(&encode_terminate());
+    }
 }
 
-/// Guarded by a short `std::sync::Mutex`, never held across IO or a park.
-struct State {
-    /// Encoded requests not yet handed to the writer, in the same order as `queue`.
-    out: BytesMut,
-    queue: VecDeque<Pending>,
-    /// Why the connection broke; set once.
-    down: Option<String>,
-    /// Terminate queued: the writer shuts the socket after sending it.
-    closing: bool,
-}
+/// One pipelined connection to PostgreSQL: many requests in flight, answered in order.
+///
+/// A request is one Bind/Execute/Sync (or one simple Query) and is its own transaction: other
+/// coroutines' requests interleave on the same connection, so a transaction never spans
+/// requests.
+pub type Connection = Link<Postgres>;
 
-/// Locks a mutex of this module. No critical section here calls code that can panic halfway
-/// through an update, so a poisoned lock still guards consistent data.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Connection {
+impl Link<Postgres> {
     /// Connects, authenticates, waits for ReadyForQuery and prepares every statement, all within
     /// `cfg.connect_timeout`; then starts the reader and writer coroutines on `worker`.
     pub fn connect(
@@ -104,285 +100,58 @@ impl Connection {
         statements: &'static [StatementDef],
         worker: usize,
     ) -> Result<Arc<Connection>, PgError> {
-        Connection::open(cfg, statements, worker, None)
-    }
-
-    pub(crate) fn open(
-        cfg: &Config,
-        statements: &'static [StatementDef],
-        worker: usize,
-        on_break: Option<OnBreak>,
-    ) -> Result<Arc<Connection>, PgError> {
-        let conn = Connection::establish(cfg, statements, worker, on_break);
-        // Connecting blocked on a socket whose epoll may belong to another worker.
-        return_to(worker);
-        conn
-    }
-
-    fn establish(
-        cfg: &Config,
-        statements: &'static [StatementDef],
-        worker: usize,
-        on_break: Option<OnBreak>,
-    ) -> Result<Arc<Connection>, PgError> {
-        let deadline = Instant::now() + cfg.connect_timeout;
-        let mut hs = Handshake {
-            stream: dial(cfg, deadline)?,
-            buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
-            deadline,
+        let target = Target {
+            cfg: cfg.clone(),
+            statements,
         };
-        let backend_pid = startup(&mut hs, cfg)?;
-        let prepared = prepare(&mut hs, statements)?;
-        let shared = start(hs, worker, stall_limit(cfg), on_break)?;
-        Ok(Arc::new(Connection {
-            shared,
-            statements: prepared,
-            query_timeout: cfg.query_timeout,
-            backend_pid,
-            worker,
-            metrics: crate::metrics::worker(worker),
-        }))
+        Link::open(&target, worker, None, None)
     }
 
     /// Runs prepared statement number `stmt` with `params` (binary in, binary out).
     pub fn query(&self, stmt: usize, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
-        let st = self.statements.get(stmt).ok_or_else(|| {
+        let session = self.session();
+        let st = session.statements.get(stmt).ok_or_else(|| {
             PgError::Protocol(format!(
                 "no statement number {stmt}; {} are prepared",
-                self.statements.len()
+                session.statements.len()
             ))
         })?;
         let bytes = encode_query(st.name, &st.params, params)?;
-        let (tx, rx) = channel();
-        let queued = self.metrics.map(|_| Instant::now());
-        self.shared
-            .submit(&bytes, Pending::rows(st.columns.clone(), tx))?;
-        self.await_reply(&rx, queued)
+        let columns = st.columns.clone();
+        self.call(
+            |out| out.extend_from_slice(&bytes),
+            |tx| Pending::rows(columns, tx),
+            session.query_timeout,
+        )
     }
 
     /// Simple query protocol: may hold several statements; returns all their rows as text.
     pub fn simple_query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
         let bytes = encode_simple(sql)?;
-        let (tx, rx) = channel();
-        let queued = self.metrics.map(|_| Instant::now());
-        self.shared.submit(&bytes, Pending::text(tx))?;
-        self.await_reply(&rx, queued)
-    }
-
-    /// True once the socket failed or the server closed it.
-    pub fn is_broken(&self) -> bool {
-        self.shared.broken.load(Ordering::Acquire)
-    }
-
-    /// Requests accepted and not yet answered (including ones whose callers timed out).
-    pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.load(Ordering::Acquire)
-    }
-
-    /// Batches written so far; each carries every request queued while the previous was written.
-    pub fn batches_written(&self) -> u64 {
-        self.shared.batches.load(Ordering::Relaxed)
+        self.call(
+            |out| out.extend_from_slice(&bytes),
+            Pending::text,
+            self.session().query_timeout,
+        )
     }
 
     /// The server process serving this connection (for `pg_cancel_backend`, logs).
     pub fn backend_pid(&self) -> i32 {
-        self.backend_pid
-    }
-
-    /// Waits for the reply; `queued` (set when metrics are on) times the round trip.
-    fn await_reply<T>(
-        &self,
-        rx: &Receiver<Result<T, PgError>>,
-        queued: Option<Instant>,
-    ) -> Result<T, PgError> {
-        match rx.recv_timeout(self.query_timeout) {
-            Ok(reply) => {
-                // Only what the server answered is a round trip; a connection that broke under
-                // the request is counted as an error by the client.
-                if let (Some(m), Some(queued), Ok(_) | Err(PgError::Db { .. })) =
-                    (self.metrics, queued, &reply)
-                {
-                    m.pg_query(queued.elapsed());
-                }
-                reply
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                // may's timer thread resumes timed-out coroutines on an arbitrary worker.
-                return_to(self.worker);
-                Err(PgError::Timeout)
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(PgError::Unavailable(
-                "connection lost before the reply".into(),
-            )),
-        }
+        self.session().backend_pid
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.shared.close();
-    }
-}
-
-/// Every caller has given up on the oldest request by `query_timeout`; the grace covers a reply
-/// that is merely slow to arrive.
-fn stall_limit(cfg: &Config) -> Duration {
-    cfg.query_timeout + Duration::from_millis(STALL_GRACE_MILLIS)
-}
-
-impl Shared {
-    /// Queues a request's bytes and its reply slot under one lock, so the reader meets replies
-    /// in exactly the order their requests reach the socket.
-    fn submit(&self, bytes: &[u8], pending: Pending) -> Result<(), PgError> {
-        let wake = {
-            let mut st = lock(&self.state);
-            if let Some(why) = &st.down {
-                return Err(PgError::Unavailable(why.clone()));
+/// The next backend message of the start-up, reading as needed.
+fn recv(hs: &mut Handshake) -> Result<Message, PgError> {
+    loop {
+        match next_message(&mut hs.buf)? {
+            Some(Backend::Other(m)) => return Ok(m),
+            Some(Backend::DataRow(_)) => {
+                return Err(PgError::Protocol("data row during start-up".into()))
             }
-            if st.closing {
-                return Err(PgError::Unavailable("connection is closing".into()));
-            }
-            if self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
-                return Err(PgError::Busy);
-            }
-            self.in_flight.fetch_add(1, Ordering::AcqRel);
-            let wake = st.out.is_empty();
-            st.out.extend_from_slice(bytes);
-            st.queue.push_back(pending);
-            wake
-        };
-        if wake {
-            self.writer_wake.post();
-        }
-        Ok(())
-    }
-
-    fn pop(&self) -> Option<Pending> {
-        lock(&self.state).queue.pop_front()
-    }
-
-    fn oldest_queued(&self) -> Option<Instant> {
-        lock(&self.state).queue.front().map(|p| p.sent_at)
-    }
-
-    fn down_reason(&self) -> Option<String> {
-        lock(&self.state).down.clone()
-    }
-
-    fn completed(&self, n: usize) {
-        self.in_flight.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// Marks the connection broken (first reason wins), fails every queued request, and shuts
-    /// the socket so the other coroutine wakes up and exits.
-    fn break_down(&self, why: String) {
-        let (queue, first) = {
-            let mut st = lock(&self.state);
-            let first = st.down.is_none();
-            if first {
-                st.down = Some(why.clone());
-            }
-            st.out.clear();
-            (std::mem::take(&mut st.queue), first)
-        };
-        self.broken.store(true, Ordering::Release);
-        let failed = queue.len();
-        for p in queue {
-            p.fail(PgError::Unavailable(why.clone()));
-        }
-        self.completed(failed);
-        // Already shut down by the other side or by us: nothing more to do about it.
-        let _ = self.socket.shutdown(Shutdown::Both);
-        self.writer_wake.post();
-        if first {
-            let hook = lock(&self.on_break).take();
-            if let Some(hook) = hook {
-                hook(&why);
-            }
+            None => hs.fill()?,
         }
     }
-
-    /// Queues Terminate so the server ends the session cleanly instead of logging an EOF.
-    fn close(&self) {
-        {
-            let mut st = lock(&self.state);
-            if st.down.is_some() || st.closing {
-                return;
-            }
-            st.closing = true;
-            st.out.extend_from_slice(&encode_terminate());
-        }
-        self.writer_wake.post();
-    }
-}
-
-/// Start-up IO: everything bounded by one deadline.
-struct Handshake {
-    stream: TcpStream,
-    buf: BytesMut,
-    deadline: Instant,
-}
-
-impl Handshake {
-    fn remaining(&self) -> Result<Duration, PgError> {
-        match self.deadline.checked_duration_since(Instant::now()) {
-            Some(d) if !d.is_zero() => Ok(d),
-            _ => Err(PgError::Unavailable(
-                "connect timeout reached during start-up".into(),
-            )),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> Result<(), PgError> {
-        let left = self.remaining()?;
-        self.stream
-            .set_write_timeout(Some(left))
-            .and_then(|_| self.stream.write_all(bytes))
-            .map_err(|e| PgError::Unavailable(format!("write during start-up failed: {e}")))
-    }
-
-    fn recv(&mut self) -> Result<Message, PgError> {
-        loop {
-            match next_message(&mut self.buf)? {
-                Some(Backend::Other(m)) => return Ok(m),
-                Some(Backend::DataRow(_)) => {
-                    return Err(PgError::Protocol("data row during start-up".into()))
-                }
-                None => {}
-            }
-            let left = self.remaining()?;
-            let read = self
-                .stream
-                .set_read_timeout(Some(left))
-                .and_then(|_| read_into(&mut self.stream, &mut self.buf));
-            match read {
-                Ok(0) => {
-                    return Err(PgError::Unavailable(
-                        "server closed the connection during start-up".into(),
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(PgError::Unavailable(format!(
-                        "read during start-up failed: {e}"
-                    )))
-                }
-            }
-        }
-    }
-}
-
-/// Reads what is available, in this client's buffer sizes.
-fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    crate::sockets::read_into(stream, buf, READ_BUFFER_BYTES, READ_CHUNK_BYTES)
-}
-
-fn dial(cfg: &Config, deadline: Instant) -> Result<TcpStream, PgError> {
-    let keepalive = crate::sockets::Keepalive {
-        idle: Duration::from_secs(KEEPALIVE_IDLE_SECS),
-        interval: Duration::from_secs(KEEPALIVE_INTERVAL_SECS),
-    };
-    crate::sockets::dial(&cfg.host, cfg.port, deadline, keepalive).map_err(PgError::Unavailable)
 }
 
 fn is_auth_message(m: &Message) -> bool {
@@ -409,7 +178,7 @@ fn startup(hs: &mut Handshake, cfg: &Config) -> Result<i32, PgError> {
     let mut authenticated = false;
     let mut pid = 0;
     loop {
-        match hs.recv()? {
+        match recv(hs)? {
             m if is_auth_message(&m) && !authenticated => match auth.step(&m)? {
                 AuthStep::Send(bytes) => hs.send(&bytes)?,
                 AuthStep::Wait => {}
@@ -444,7 +213,7 @@ fn prepare(hs: &mut Handshake, defs: &'static [StatementDef]) -> Result<Vec<Prep
     loop {
         let def = defs.get(prepared.len());
         let name = def.map_or("?", |d| d.name);
-        match (hs.recv()?, def) {
+        match (recv(hs)?, def) {
             (Message::ParseComplete, _) => {}
             (Message::ParameterDescription(body), Some(_)) => {
                 let oids: Vec<u32> = body.parameters().collect().map_err(malformed)?;
@@ -538,158 +307,4 @@ fn types_of(name: &str, oids: &[u32]) -> Result<Vec<Type>, PgError> {
             })
         })
         .collect()
-}
-
-/// Hands the socket to a reader and a writer coroutine on `worker`.
-fn start(
-    hs: Handshake,
-    worker: usize,
-    stall_after: Duration,
-    on_break: Option<OnBreak>,
-) -> Result<Arc<Shared>, PgError> {
-    let setup = |e: io::Error| PgError::Unavailable(format!("cannot set up the socket: {e}"));
-    let reader = on_worker(&hs.stream, worker).map_err(setup)?;
-    let writer = on_worker(&hs.stream, worker).map_err(setup)?;
-    let socket = hs.stream.inner().try_clone().map_err(setup)?;
-    drop(hs.stream);
-    reader
-        .set_read_timeout(Some(Duration::from_millis(READER_POLL_MILLIS)))
-        .map_err(setup)?;
-    writer
-        .set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MILLIS)))
-        .map_err(setup)?;
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            out: BytesMut::with_capacity(READ_BUFFER_BYTES),
-            queue: VecDeque::new(),
-            down: None,
-            closing: false,
-        }),
-        broken: AtomicBool::new(false),
-        in_flight: AtomicUsize::new(0),
-        batches: AtomicU64::new(0),
-        writer_wake: Semphore::new(0),
-        socket,
-        on_break: Mutex::new(on_break),
-    });
-    let (r, w) = (shared.clone(), shared.clone());
-    let buf = hs.buf;
-    spawn_on(worker, "pg-reader", move || {
-        reader_loop(r, reader, buf, stall_after)
-    })?;
-    if let Err(e) = spawn_on(worker, "pg-writer", move || writer_loop(w, writer)) {
-        shared.break_down(e.to_string());
-        return Err(e);
-    }
-    Ok(shared)
-}
-
-/// Spawns on the given worker so the coroutine never leaves it (may runs without work stealing).
-pub(crate) fn spawn_on(
-    worker: usize,
-    name: &str,
-    f: impl FnOnce() + Send + 'static,
-) -> Result<(), PgError> {
-    crate::placement::spawn_on(worker, name, COROUTINE_STACK_WORDS, f)
-        .map_err(|e| PgError::Unavailable(format!("cannot start the {name} coroutine: {e}")))
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
-}
-
-fn reader_loop(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    mut buf: BytesMut,
-    stall_after: Duration,
-) {
-    let mut demux = Demux::default();
-    let mut last_read = Instant::now();
-    let reason = loop {
-        if let Err(e) = drain(&shared, &mut demux, &mut buf) {
-            break e;
-        }
-        match read_into(&mut stream, &mut buf) {
-            Ok(0) => break PgError::Unavailable("server closed the connection".into()),
-            Ok(_) => last_read = Instant::now(),
-            Err(e) if is_timeout(&e) => {
-                if stalled(&shared, &demux, last_read, stall_after) {
-                    break PgError::Unavailable(format!(
-                        "no reply from the server in {stall_after:?}"
-                    ));
-                }
-            }
-            Err(e) => break PgError::Unavailable(format!("read failed: {e}")),
-        }
-    };
-    // When the writer broke the connection first, its reason is the real one.
-    let reason = match shared.down_reason() {
-        Some(why) => PgError::Unavailable(why),
-        None => reason,
-    };
-    // Broken first, so a caller woken with the error already sees `is_broken`.
-    shared.break_down(match &reason {
-        PgError::Unavailable(why) => why.clone(),
-        other => format!("connection reset after: {other}"),
-    });
-    if demux.fail_current(reason) {
-        shared.completed(1);
-    }
-}
-
-/// Handles every complete message in `buf`.
-fn drain(shared: &Shared, demux: &mut Demux, buf: &mut BytesMut) -> Result<(), PgError> {
-    while let Some(msg) = next_message(buf)? {
-        if demux.on_message(msg, || shared.pop())? {
-            shared.completed(1);
-        }
-    }
-    if buf.is_empty() && buf.capacity() > RETAINED_BUFFER_BYTES {
-        *buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    }
-    Ok(())
-}
-
-/// Requests are outstanding and nothing has arrived since the oldest was queued (or since the
-/// last read, whichever is later) for longer than `limit`.
-fn stalled(shared: &Shared, demux: &Demux, last_read: Instant, limit: Duration) -> bool {
-    let oldest = demux.current_sent_at().or_else(|| shared.oldest_queued());
-    oldest.is_some_and(|sent| last_read.max(sent).elapsed() > limit)
-}
-
-/// Sends everything queued since the last write in one write, so concurrent requests share
-/// system calls and packets.
-fn writer_loop(shared: Arc<Shared>, mut stream: TcpStream) {
-    let mut batch = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    loop {
-        shared.writer_wake.wait();
-        let closing = {
-            let mut st = lock(&shared.state);
-            if st.down.is_some() {
-                return;
-            }
-            std::mem::swap(&mut st.out, &mut batch);
-            st.closing
-        };
-        if !batch.is_empty() {
-            if let Err(e) = stream.write_all(&batch) {
-                shared.break_down(format!("write failed: {e}"));
-                return;
-            }
-            shared.batches.fetch_add(1, Ordering::Relaxed);
-        }
-        batch.clear();
-        if batch.capacity() > RETAINED_BUFFER_BYTES {
-            batch = BytesMut::with_capacity(READ_BUFFER_BYTES);
-        }
-        if closing {
-            // Terminate is out; the reader sees EOF and finishes the teardown.
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-    }
 }

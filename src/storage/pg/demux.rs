@@ -2,19 +2,20 @@
 //! feeds it messages and a way to take the next request in send order.
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use bytes::BytesMut;
 use may::sync::mpsc::Sender;
 use postgres_protocol::message::backend::Message;
 use postgres_types::Type;
 
-use super::codec::{Backend, DataRow};
+use super::codec::{next_message, Backend, DataRow};
 use super::error::{server_error, PgError};
 use super::limits::MAX_ROWS_PER_REPLY;
 use super::row::{text_values, Row};
+use crate::pipeline::{Decoder, Waiting};
 
-pub(crate) type RowsReply = Result<Vec<Row>, PgError>;
-pub(crate) type TextReply = Result<Vec<Vec<Option<String>>>, PgError>;
+pub type RowsReply = Result<Vec<Row>, PgError>;
+pub type TextReply = Result<Vec<Vec<Option<String>>>, PgError>;
 
 /// ReadyForQuery status: not inside a transaction block.
 const IDLE: u8 = b'I';
@@ -33,15 +34,14 @@ enum Sink {
 }
 
 /// A request whose bytes are queued or sent and whose reply has not fully arrived.
-pub(crate) struct Pending {
+pub struct Pending {
     sink: Sink,
     /// The first ErrorResponse of the request; its ReadyForQuery still ends it.
     error: Option<PgError>,
-    pub sent_at: Instant,
 }
 
 impl Pending {
-    pub fn rows(columns: Arc<[Type]>, tx: Sender<RowsReply>) -> Pending {
+    pub(crate) fn rows(columns: Arc<[Type]>, tx: Sender<RowsReply>) -> Pending {
         Pending::new(Sink::Rows {
             columns,
             rows: Vec::new(),
@@ -49,7 +49,7 @@ impl Pending {
         })
     }
 
-    pub fn text(tx: Sender<TextReply>) -> Pending {
+    pub(crate) fn text(tx: Sender<TextReply>) -> Pending {
         Pending::new(Sink::Text {
             rows: Vec::new(),
             tx,
@@ -57,15 +57,11 @@ impl Pending {
     }
 
     fn new(sink: Sink) -> Pending {
-        Pending {
-            sink,
-            error: None,
-            sent_at: Instant::now(),
-        }
+        Pending { sink, error: None }
     }
 
     /// Answers the caller with `e`. A caller that already timed out is simply not there.
-    pub fn fail(self, e: PgError) {
+    pub(crate) fn fail(self, e: PgError) {
         match self.sink {
             Sink::Rows { tx, .. } => drop(tx.send(Err(e))),
             Sink::Text { tx, .. } => drop(tx.send(Err(e))),
@@ -124,17 +120,48 @@ impl Pending {
 
 /// The request currently being answered, taken from the queue at its first message.
 #[derive(Default)]
-pub(crate) struct Demux {
-    current: Option<Pending>,
+pub struct Demux {
+    current: Option<Waiting<Pending>>,
+}
+
+impl Decoder for Demux {
+    type Request = Pending;
+    type Error = PgError;
+
+    fn fail(request: Pending, e: PgError) {
+        request.fail(e);
+    }
+
+    fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        next: &mut dyn FnMut() -> Option<Waiting<Pending>>,
+        completed: &mut usize,
+    ) -> Result<(), PgError> {
+        while let Some(msg) = next_message(buf)? {
+            if self.on_message(msg, &mut *next)? {
+                *completed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn in_progress(&self) -> Option<&Waiting<Pending>> {
+        self.current.as_ref()
+    }
+
+    fn fail_in_progress(&mut self, e: PgError) -> bool {
+        self.fail_current(e)
+    }
 }
 
 impl Demux {
     /// Handles one message. `next` takes the oldest request still queued. Returns true when a
     /// request was completed. An error means the connection can no longer be trusted.
-    pub fn on_message(
+    pub(crate) fn on_message(
         &mut self,
         msg: Backend,
-        next: impl FnOnce() -> Option<Pending>,
+        next: impl FnOnce() -> Option<Waiting<Pending>>,
     ) -> Result<bool, PgError> {
         let msg = match msg {
             Backend::DataRow(row) => return self.current(next)?.push(row).map(|_| false),
@@ -175,7 +202,7 @@ impl Demux {
                     ));
                 }
                 if let Some(done) = self.current.take() {
-                    done.finish();
+                    done.request.finish();
                 }
                 Ok(true)
             }
@@ -188,16 +215,11 @@ impl Demux {
         }
     }
 
-    /// Send time of the oldest request being answered, if one is in progress.
-    pub fn current_sent_at(&self) -> Option<Instant> {
-        self.current.as_ref().map(|p| p.sent_at)
-    }
-
     /// The connection is gone: the request in progress, if any, gets its own server error if
     /// it had one, `e` otherwise. Returns whether there was one.
-    pub fn fail_current(&mut self, e: PgError) -> bool {
+    pub(crate) fn fail_current(&mut self, e: PgError) -> bool {
         match self.current.take() {
-            Some(mut p) => {
+            Some(Waiting { request: mut p, .. }) => {
                 let e = p.error.take().unwrap_or(e);
                 p.fail(e);
                 true
@@ -206,24 +228,30 @@ impl Demux {
         }
     }
 
-    fn current(&mut self, next: impl FnOnce() -> Option<Pending>) -> Result<&mut Pending, PgError> {
+    fn current(
+        &mut self,
+        next: impl FnOnce() -> Option<Waiting<Pending>>,
+    ) -> Result<&mut Pending, PgError> {
         if self.current.is_none() {
             self.current = next();
         }
-        self.current.as_mut().ok_or_else(|| {
-            PgError::Protocol("reply from the server with no request waiting".into())
-        })
+        self.current
+            .as_mut()
+            .map(|w| &mut w.request)
+            .ok_or_else(|| {
+                PgError::Protocol("reply from the server with no request waiting".into())
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::next_message;
     use super::super::codec::tests::{data_row, msg};
     use super::*;
     use bytes::BytesMut;
     use may::sync::mpsc::{channel, Receiver};
     use std::collections::VecDeque;
+    use std::time::Duration;
 
     /// Feeds every complete message in `bytes`; returns how many requests completed, or the
     /// connection-level error.
@@ -235,7 +263,12 @@ mod tests {
         let mut buf = BytesMut::from(bytes);
         let mut done = 0;
         while let Some(m) = next_message(&mut buf)? {
-            if demux.on_message(m, || queue.pop_front())? {
+            let next = || {
+                queue
+                    .pop_front()
+                    .map(|p| Waiting::new(p, Duration::from_secs(1)))
+            };
+            if demux.on_message(m, next)? {
                 done += 1;
             }
         }
@@ -386,13 +419,7 @@ mod tests {
     /// connection errors, never a panic.
     #[test]
     fn arbitrary_message_bodies_never_panic() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d);
         let tags = b"123ACDEGHIKnNRsStTZ";
         for round in 0..5_000 {
             let (a, _ra) = rows_request(&[Type::INT8, Type::TEXT]);
@@ -438,7 +465,7 @@ mod tests {
         let mut queue = VecDeque::from([a]);
         let mut demux = Demux::default();
         feed(&mut demux, &mut queue, &msg(b'2', &[])).unwrap();
-        assert!(demux.current_sent_at().is_some());
+        assert!(demux.in_progress().is_some());
         demux.fail_current(PgError::Unavailable("gone".into()));
         assert!(matches!(ra.recv().unwrap(), Err(PgError::Unavailable(_))));
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::ErrorFields;
 
-use crate::metrics::ErrorKind;
+use crate::pipeline::{Failure, LinkError, LinkFailure};
 
 /// Everything that can go wrong talking to PostgreSQL, sorted by what the caller does about it.
 #[derive(Debug, Clone)]
@@ -39,16 +39,34 @@ impl PgError {
             _ => None,
         }
     }
+}
 
-    /// The `kind` label this error is counted under in the metrics.
-    pub fn metrics_kind(&self) -> ErrorKind {
+impl From<LinkError> for PgError {
+    fn from(e: LinkError) -> PgError {
+        match e {
+            LinkError::Unavailable(why) => PgError::Unavailable(why),
+            LinkError::Busy => PgError::Busy,
+            LinkError::Timeout => PgError::Timeout,
+        }
+    }
+}
+
+impl LinkFailure for PgError {
+    fn failure(&self) -> Failure {
         match self {
-            PgError::Unavailable(_) => ErrorKind::Unavailable,
-            PgError::Busy => ErrorKind::Busy,
-            PgError::Timeout => ErrorKind::Timeout,
-            PgError::Db { .. } => ErrorKind::Server,
-            PgError::Protocol(_) => ErrorKind::Protocol,
-            PgError::Auth(_) => ErrorKind::Auth,
+            PgError::Unavailable(_) => Failure::Unavailable,
+            PgError::Busy => Failure::Busy,
+            PgError::Timeout => Failure::Timeout,
+            PgError::Db { .. } => Failure::Server,
+            PgError::Protocol(_) => Failure::Protocol,
+            PgError::Auth(_) => Failure::Auth,
+        }
+    }
+
+    fn unavailable_reason(&self) -> Option<&str> {
+        match self {
+            PgError::Unavailable(why) => Some(why),
+            _ => None,
         }
     }
 }

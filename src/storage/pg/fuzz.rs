@@ -60,7 +60,7 @@ fn outcome(pieces: &[&[u8]]) -> (usize, bool) {
         buf.extend_from_slice(piece);
         loop {
             let step = next_message(&mut buf).and_then(|m| {
-                m.map(|m| demux.on_message(m, || queue.pop_front()))
+                m.map(|m| demux.on_message(m, || queue.pop_front().map(waiting)))
                     .transpose()
             });
             match step {
@@ -94,6 +94,11 @@ pub fn messages(data: &[u8]) {
         outcome(&bytewise),
         "outcome depends on how the stream arrives"
     );
+}
+
+/// A request as the pipeline hands it over; the patience plays no part in decoding.
+fn waiting(p: Pending) -> crate::pipeline::Waiting<Pending> {
+    crate::pipeline::Waiting::new(p, std::time::Duration::from_secs(1))
 }
 
 #[cfg(test)]

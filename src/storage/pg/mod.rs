@@ -16,12 +16,8 @@
 //! BEGIN must be committed within the same `simple_query`. A request that leaves the session
 //! inside a transaction block (or failed inside one) resets the connection, which rolls it back.
 //!
-//! The `worker` argument is the index of the may worker that owns the client (the index given
-//! to `may::coroutine::Builder::id` for that worker's coroutines). may resumes a coroutine on
-//! the worker whose epoll watches the socket it waited on (`fd % workers`), or on the worker of
-//! whoever woke it. So the reader and writer sockets get descriptors that map to `worker`, and a
-//! caller is handed back to `worker` after connecting and after a timeout: a coroutine of that
-//! worker that uses the worker's client stays on it.
+//! The connection and the self-healing client are the shared ones of [`crate::pipeline`], which
+//! also says how they keep to their worker; this module supplies the protocol.
 //!
 //! Every bound and timeout is in [`limits`].
 
@@ -39,7 +35,7 @@ mod row;
 
 pub use client::Client;
 pub use config::Config;
-pub use conn::{Connection, StatementDef};
+pub use conn::{Connection, Postgres, StatementDef, Target};
 pub use error::PgError;
 pub use postgres_types::{FromSql, ToSql, Type};
 pub use row::Row;
