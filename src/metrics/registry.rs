@@ -273,47 +273,4 @@ mod tests {
         assert_eq!(a % 128, 0);
         assert!(b - a >= std::mem::size_of::<WorkerMetrics>());
     }
-
-    /// What recording costs: `cargo test --release --lib metrics::registry::tests::cost --
-    /// --ignored --nocapture`. Times one request observation, and the two ways a slot could be
-    /// written (locked add, plain load and store) for comparison.
-    #[test]
-    #[ignore]
-    fn cost() {
-        use std::hint::black_box;
-        use std::time::Instant;
-        const ROUNDS: u32 = 20_000_000;
-        let r = Registry::new(1);
-        let w = black_box(r.worker(0));
-        let per = |t: Instant| t.elapsed().as_nanos() as f64 / f64::from(ROUNDS);
-        let t = Instant::now();
-        for i in 0..ROUNDS {
-            w.request(
-                black_box("/api/bids"),
-                black_box(201),
-                Duration::from_nanos(u64::from(i % 4096) * 200),
-            );
-        }
-        let request = per(t);
-        let t = Instant::now();
-        for _ in 0..ROUNDS {
-            let _ = black_box(Instant::now());
-        }
-        let clock = per(t);
-        let cell = black_box(AtomicU64::new(0));
-        let t = Instant::now();
-        for _ in 0..ROUNDS {
-            cell.fetch_add(1, Ordering::Relaxed);
-        }
-        let locked = per(t);
-        let t = Instant::now();
-        for _ in 0..ROUNDS {
-            cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
-        let plain = per(t);
-        println!(
-            "request observation {request:.1} ns, Instant::now {clock:.1} ns, \
-             fetch_add {locked:.2} ns, load+store {plain:.2} ns"
-        );
-    }
 }
