@@ -4,16 +4,18 @@
 mod common;
 
 use gavel::domain::auction::NewAuction;
+use gavel::domain::bid::{BidDecision, BidInput, BidOutcome};
+use gavel::domain::idempotency::{KeyClaim, Keyed};
 use gavel::domain::money::Money;
 use gavel::storage::pg::{Client, Config};
-use gavel::storage::queries::{self, BidDecision, BidInput, BidOutcome, KeyClaim, Keyed};
+use gavel::storage::{auctions, bids, STATEMENTS};
 use std::sync::Arc;
 
 fn setup(tag: &str) -> (Config, Client) {
     let url = format!("{}/{}", common::pg_base_url(), common::test_db_name(tag));
     let cfg = Config::from_url(&url).unwrap();
     gavel::storage::prepare_database(&cfg).unwrap();
-    let client = Client::connect_now(cfg.clone(), queries::STATEMENTS, 0).unwrap();
+    let client = Client::connect_now(cfg.clone(), STATEMENTS, 0).unwrap();
     (cfg, client)
 }
 
@@ -28,7 +30,7 @@ fn auction(client: &Client, seller: i64) -> i64 {
         ends_at: t.plus_secs(3_600),
         extension_seconds: 0,
     };
-    queries::insert_auction(client, &new).unwrap().id
+    auctions::insert_auction(client, &new).unwrap().id
 }
 
 fn bid(auction_id: i64, bidder_id: i64, cents: i64) -> BidInput {
@@ -61,7 +63,7 @@ fn each_bid_is_decided_in_order_within_its_auction() {
             bid(a, 9, 10_500),
             bid(i64::MAX, 9, 10_000),
         ];
-        let decided = queries::place_bids(&client, &batch).unwrap();
+        let decided = bids::place_bids(&client, &batch).unwrap();
         assert_eq!(decided.len(), batch.len());
         assert!(matches!(outcome(&decided[0]), BidOutcome::Accepted(ref x) if x.auction_id == b));
         let first_on_a = match &outcome(&decided[1]) {
@@ -93,7 +95,7 @@ fn crossing_batches_on_two_connections_never_deadlock() {
     common::coroutine(|| {
         let (cfg, client) = setup("batch_cross");
         let ids: Vec<i64> = (0..6).map(|_| auction(&client, 1)).collect();
-        let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
+        let second = Arc::new(Client::connect_now(cfg, STATEMENTS, 1).unwrap());
         let first = Arc::new(client);
         let rounds = 40;
         let handles: Vec<_> = [first, second]
@@ -110,7 +112,7 @@ fn crossing_batches_on_two_connections_never_deadlock() {
                             .iter()
                             .map(|&a| bid(a, 100 + c as i64, 10_000 + (r * 2 + c as i64) * 500))
                             .collect();
-                        let decided = queries::place_bids(&client, &batch).expect("no deadlock");
+                        let decided = bids::place_bids(&client, &batch).expect("no deadlock");
                         assert_eq!(decided.len(), batch.len());
                     }
                 })
@@ -144,7 +146,7 @@ fn a_key_used_twice_in_one_batch_has_one_effect_and_one_answer() {
             keyed(a, 8, 20_000, "k1", 2), // the same key, another request
             keyed(a, 9, 10_000, "k1", 1), // another caller's own k1: too low now
         ];
-        let decided = queries::place_bids(&client, &batch).unwrap();
+        let decided = bids::place_bids(&client, &batch).unwrap();
         let first = outcome(&decided[0]);
         assert!(matches!(first, BidOutcome::Accepted(_)), "{first:?}");
         assert_eq!(decided[1].answer, Keyed::Replayed(first.clone()));
@@ -152,7 +154,7 @@ fn a_key_used_twice_in_one_batch_has_one_effect_and_one_answer() {
         assert_eq!(decided[2].answer, Keyed::Reused);
         assert!(matches!(outcome(&decided[3]), BidOutcome::TooLow { .. }));
         // A later batch, after another bid moved the auction on, still gets the first answers.
-        let later = queries::place_bids(
+        let later = bids::place_bids(
             &client,
             &[
                 bid(a, 10, 20_000),
@@ -172,7 +174,7 @@ fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
     common::coroutine(|| {
         let (cfg, client) = setup("batch_keys_cross");
         let ids: Vec<i64> = (0..6).map(|_| auction(&client, 1)).collect();
-        let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
+        let second = Arc::new(Client::connect_now(cfg, STATEMENTS, 1).unwrap());
         let first = Arc::new(client);
         let rounds = 30;
         let handles: Vec<_> = [first.clone(), second]
@@ -194,7 +196,7 @@ fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
                                 keyed(a, 100 + k as i64, 10_000 + r * 500, &key, k as u8)
                             })
                             .collect();
-                        let decided = queries::place_bids(&client, &batch).expect("no deadlock");
+                        let decided = bids::place_bids(&client, &batch).expect("no deadlock");
                         fresh += decided
                             .iter()
                             .filter(|d| matches!(d.answer, Keyed::Fresh(_)))
@@ -208,7 +210,7 @@ fn keyed_batches_crossing_on_two_connections_never_deadlock_and_act_once() {
         assert_eq!(fresh, ids.len() * rounds as usize, "each key decided once");
         let total: i64 = ids
             .iter()
-            .map(|&a| queries::get_auction(&first, a).unwrap().unwrap().bid_count)
+            .map(|&a| auctions::get_auction(&first, a).unwrap().unwrap().bid_count)
             .sum();
         assert_eq!(
             total,
@@ -237,7 +239,7 @@ fn a_batch_whose_new_key_another_request_wrote_first_is_rolled_back_and_replays(
             1_000,
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let decided = queries::place_bids(
+        let decided = bids::place_bids(
             &client,
             &[bid(a, 9, 10_000), keyed(a, 8, 10_000, "race", 1)],
         )
@@ -313,7 +315,7 @@ fn batches_taking_over_the_same_expired_keys_in_opposite_orders_never_deadlock()
         // let go first: batch two takes b and then waits for a, which batch one will get first.
         let holders = [hold_key(&db, 8, "a", 1_200), hold_key(&db, 8, "b", 700)];
         std::thread::sleep(std::time::Duration::from_millis(250));
-        let second = Arc::new(Client::connect_now(cfg, queries::STATEMENTS, 1).unwrap());
+        let second = Arc::new(Client::connect_now(cfg, STATEMENTS, 1).unwrap());
         let first = Arc::new(client);
         let batches = [
             (
@@ -333,7 +335,7 @@ fn batches_taking_over_the_same_expired_keys_in_opposite_orders_never_deadlock()
         ];
         let handles: Vec<_> = batches
             .into_iter()
-            .map(|(client, batch)| may::go!(move || queries::place_bids(&client, &batch)))
+            .map(|(client, batch)| may::go!(move || bids::place_bids(&client, &batch)))
             .collect();
         let decided: Vec<_> = handles
             .into_iter()

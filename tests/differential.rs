@@ -12,7 +12,7 @@ mod common;
 
 use gavel::domain::money::Money;
 use gavel::domain::time::Timestamp;
-use gavel::storage::pg::{Client, Config, Row, StatementDef, Type};
+use gavel::storage::pg::{Client, Config, Row, StatementDef, Statements, Type};
 use serde_json::Value;
 
 const BID_PARAMS: &[Type] = &[
@@ -24,63 +24,68 @@ const BID_PARAMS: &[Type] = &[
     Type::BYTEA_ARRAY,
 ];
 
-const SET_BASED: usize = 0;
-const PER_BID: usize = 1;
-const INSERT_AUCTION: usize = 2;
-const AUCTIONS: usize = 3;
-const BIDS: usize = 4;
-const KEYS: usize = 5;
-const AGE_KEYS: usize = 6;
+static SET_BASED: StatementDef = StatementDef {
+    name: "set_based",
+    sql: "SELECT * FROM gavel_place_bids($1, $2, $3, $4, $5, $6) ORDER BY ord",
+    param_types: BID_PARAMS,
+};
 
-static STATEMENTS: &[StatementDef] = &[
-    StatementDef {
-        name: "set_based",
-        sql: "SELECT * FROM gavel_place_bids($1, $2, $3, $4, $5, $6) ORDER BY ord",
-        param_types: BID_PARAMS,
-    },
-    StatementDef {
-        name: "per_bid",
-        sql: "SELECT * FROM gavel_place_bids_per_bid($1, $2, $3, $4, $5, $6) ORDER BY ord",
-        param_types: BID_PARAMS,
-    },
-    StatementDef {
-        name: "insert_auction",
-        sql: "INSERT INTO auctions (id, title, seller_id, start_price, min_increment, starts_at, \
-              ends_at, extension_seconds) VALUES ($1, 'lot', $2, $3, $4, $5, $6, $7)",
-        param_types: &[
-            Type::INT8,
-            Type::INT8,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::TIMESTAMPTZ,
-            Type::TIMESTAMPTZ,
-            Type::INT4,
-        ],
-    },
-    StatementDef {
-        name: "auctions",
-        sql: "SELECT id, current_price, leader_id, bid_count, ends_at FROM auctions ORDER BY id",
-        param_types: &[],
-    },
-    StatementDef {
-        name: "bids",
-        sql:
-            "SELECT auction_id, id, bidder_id, amount, created_at FROM bids ORDER BY auction_id, id",
-        param_types: &[],
-    },
-    StatementDef {
-        name: "keys",
-        sql: "SELECT caller_id, key, request_hash, coalesce(to_jsonb(bid_answer), answer)::text \
-              FROM idempotency_keys \
-              ORDER BY caller_id, key",
-        param_types: &[],
-    },
-    StatementDef {
-        name: "age_keys",
-        sql: "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' \
-              WHERE key = ANY($1)",
-        param_types: &[Type::TEXT_ARRAY],
-    },
+static PER_BID: StatementDef = StatementDef {
+    name: "per_bid",
+    sql: "SELECT * FROM gavel_place_bids_per_bid($1, $2, $3, $4, $5, $6) ORDER BY ord",
+    param_types: BID_PARAMS,
+};
+
+static INSERT_AUCTION: StatementDef = StatementDef {
+    name: "insert_auction",
+    sql: "INSERT INTO auctions (id, title, seller_id, start_price, min_increment, starts_at, \
+          ends_at, extension_seconds) VALUES ($1, 'lot', $2, $3, $4, $5, $6, $7)",
+    param_types: &[
+        Type::INT8,
+        Type::INT8,
+        Type::NUMERIC,
+        Type::NUMERIC,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+    ],
+};
+
+static AUCTIONS: StatementDef = StatementDef {
+    name: "auctions",
+    sql: "SELECT id, current_price, leader_id, bid_count, ends_at FROM auctions ORDER BY id",
+    param_types: &[],
+};
+
+static BIDS: StatementDef = StatementDef {
+    name: "bids",
+    sql: "SELECT auction_id, id, bidder_id, amount, created_at FROM bids ORDER BY auction_id, id",
+    param_types: &[],
+};
+
+static KEYS: StatementDef = StatementDef {
+    name: "keys",
+    sql: "SELECT caller_id, key, request_hash, coalesce(to_jsonb(bid_answer), answer)::text \
+          FROM idempotency_keys \
+          ORDER BY caller_id, key",
+    param_types: &[],
+};
+
+static AGE_KEYS: StatementDef = StatementDef {
+    name: "age_keys",
+    sql: "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' \
+          WHERE key = ANY($1)",
+    param_types: &[Type::TEXT_ARRAY],
+};
+
+static STATEMENTS: Statements = &[
+    &SET_BASED,
+    &PER_BID,
+    &INSERT_AUCTION,
+    &AUCTIONS,
+    &BIDS,
+    &KEYS,
+    &AGE_KEYS,
 ];
 
 fn database(tag: &str) -> Client {
@@ -120,7 +125,7 @@ fn write_lots(client: &Client, lots: &[Lot]) {
         let inc = Money::from_cents(500);
         client
             .query(
-                INSERT_AUCTION,
+                &INSERT_AUCTION,
                 &[&id, seller, &start, &inc, starts, ends, ext],
             )
             .unwrap();
@@ -209,7 +214,7 @@ fn random_batch(rng: &mut common::Lcg, round: u64, earlier: &mut Vec<Bid>) -> Ve
     batch
 }
 
-fn decide(client: &Client, statement: usize, batch: &[Bid]) -> Vec<Row> {
+fn decide(client: &Client, statement: &StatementDef, batch: &[Bid]) -> Vec<Row> {
     let auctions: Vec<i64> = batch.iter().map(|b| b.auction).collect();
     let bidders: Vec<i64> = batch.iter().map(|b| b.bidder).collect();
     let amounts: Vec<Money> = batch.iter().map(|b| Money::from_cents(b.cents)).collect();
@@ -264,7 +269,7 @@ fn decision(row: &Row, clock: &Clock) -> String {
 /// Everything either database stores, instants named.
 fn stored(client: &Client, clock: &Clock) -> Vec<String> {
     let mut out = Vec::new();
-    for r in client.query(AUCTIONS, &[]).unwrap() {
+    for r in client.query(&AUCTIONS, &[]).unwrap() {
         out.push(format!(
             "auction {} price={:?} leader={:?} count={} ends={}",
             r.get::<i64>(0).unwrap(),
@@ -274,7 +279,7 @@ fn stored(client: &Client, clock: &Clock) -> Vec<String> {
             clock.name(r.get(4).unwrap()),
         ));
     }
-    for r in client.query(BIDS, &[]).unwrap() {
+    for r in client.query(&BIDS, &[]).unwrap() {
         out.push(format!(
             "bid {}/{} bidder={} amount={:?} at={}",
             r.get::<i64>(0).unwrap(),
@@ -284,7 +289,7 @@ fn stored(client: &Client, clock: &Clock) -> Vec<String> {
             clock.name(r.get(4).unwrap()),
         ));
     }
-    for r in client.query(KEYS, &[]).unwrap() {
+    for r in client.query(&KEYS, &[]).unwrap() {
         let answer: Option<&str> = r.get(3).unwrap();
         let answer = answer.map(|a| {
             let mut v: Value = serde_json::from_str(a).unwrap();
@@ -330,15 +335,15 @@ fn set_based_batches_decide_and_store_what_the_per_bid_loop_did() {
             // with one of them is decided afresh.
             if round % 10 == 9 {
                 let aged: Vec<String> = (0..8).map(|_| format!("k{}", rng.next(40))).collect();
-                set_based.query(AGE_KEYS, &[&aged]).unwrap();
-                per_bid.query(AGE_KEYS, &[&aged]).unwrap();
+                set_based.query(&AGE_KEYS, &[&aged]).unwrap();
+                per_bid.query(&AGE_KEYS, &[&aged]).unwrap();
             }
             let batch = random_batch(&mut rng, round, &mut earlier);
-            let new: Vec<String> = decide(&set_based, SET_BASED, &batch)
+            let new: Vec<String> = decide(&set_based, &SET_BASED, &batch)
                 .iter()
                 .map(|r| decision(r, &clock))
                 .collect();
-            let old: Vec<String> = decide(&per_bid, PER_BID, &batch)
+            let old: Vec<String> = decide(&per_bid, &PER_BID, &batch)
                 .iter()
                 .map(|r| decision(r, &clock))
                 .collect();

@@ -13,43 +13,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gavel::storage::pg::limits::LIMITS;
-use gavel::storage::pg::{Client, Config, Connection, PgError, StatementDef, Type};
+use gavel::storage::pg::{Client, Config, Connection, PgError, StatementDef, Statements, Type};
 use rust_decimal::Decimal;
 
-const ECHO: usize = 0;
-const TYPES: usize = 1;
-const DIVIDE: usize = 2;
-const SLEEP: usize = 3;
+static ECHO: StatementDef = StatementDef {
+    name: "t_echo",
+    sql: "SELECT $1::int8 + 1",
+    param_types: &[Type::INT8],
+};
 
-static STATEMENTS: &[StatementDef] = &[
-    StatementDef {
-        name: "t_echo",
-        sql: "SELECT $1::int8 + 1",
-        param_types: &[Type::INT8],
-    },
-    StatementDef {
-        name: "t_types",
-        sql: "SELECT $1::int8, $2::text, $3::numeric, $4::timestamptz, $5::bool, $6::int8",
-        param_types: &[
-            Type::INT8,
-            Type::TEXT,
-            Type::NUMERIC,
-            Type::TIMESTAMPTZ,
-            Type::BOOL,
-            Type::INT8,
-        ],
-    },
-    StatementDef {
-        name: "t_divide",
-        sql: "SELECT 100 / $1::int8",
-        param_types: &[Type::INT8],
-    },
-    StatementDef {
-        name: "t_sleep",
-        sql: "SELECT pg_sleep($1::float8)::text",
-        param_types: &[Type::FLOAT8],
-    },
-];
+static TYPES: StatementDef = StatementDef {
+    name: "t_types",
+    sql: "SELECT $1::int8, $2::text, $3::numeric, $4::timestamptz, $5::bool, $6::int8",
+    param_types: &[
+        Type::INT8,
+        Type::TEXT,
+        Type::NUMERIC,
+        Type::TIMESTAMPTZ,
+        Type::BOOL,
+        Type::INT8,
+    ],
+};
+
+static DIVIDE: StatementDef = StatementDef {
+    name: "t_divide",
+    sql: "SELECT 100 / $1::int8",
+    param_types: &[Type::INT8],
+};
+
+static SLEEP: StatementDef = StatementDef {
+    name: "t_sleep",
+    sql: "SELECT pg_sleep($1::float8)::text",
+    param_types: &[Type::FLOAT8],
+};
+
+static STATEMENTS: Statements = &[&ECHO, &TYPES, &DIVIDE, &SLEEP];
 
 fn url() -> String {
     std::env::var("GAVEL_TEST_PG_URL")
@@ -65,7 +63,7 @@ fn connect() -> Arc<Connection> {
 }
 
 fn echo(conn: &Connection, v: i64) -> Result<i64, PgError> {
-    conn.query(ECHO, &[&v])?[0].get::<i64>(0)
+    conn.query(&ECHO, &[&v])?[0].get::<i64>(0)
 }
 
 #[test]
@@ -81,7 +79,7 @@ fn round_trips_typed_params_and_nulls() {
         let none: Option<i64> = None;
         let rows = conn
             .query(
-                TYPES,
+                &TYPES,
                 &[&42i64, &"lot #7 — ünïcode", &price, &at, &true, &none],
             )
             .unwrap();
@@ -102,11 +100,19 @@ fn round_trips_typed_params_and_nulls() {
             matches!(r.get::<i32>(0), Err(PgError::Protocol(_))),
             "int8 into i32"
         );
-        let wrong = conn.query(ECHO, &[&"not a number"]).unwrap_err();
+        let wrong = conn.query(&ECHO, &[&"not a number"]).unwrap_err();
         assert!(matches!(wrong, PgError::Protocol(_)), "{wrong}");
-        let missing = conn.query(ECHO, &[]).unwrap_err();
+        let missing = conn.query(&ECHO, &[]).unwrap_err();
         assert!(matches!(missing, PgError::Protocol(_)), "{missing}");
-        assert!(matches!(conn.query(99, &[]), Err(PgError::Protocol(_))));
+        static UNPREPARED: StatementDef = StatementDef {
+            name: "t_unprepared",
+            sql: "SELECT 1",
+            param_types: &[],
+        };
+        assert!(matches!(
+            conn.query(&UNPREPARED, &[]),
+            Err(PgError::Protocol(_))
+        ));
         assert_eq!(conn.in_flight(), 0);
     });
 }
@@ -217,7 +223,7 @@ fn callers_on_the_connection_worker_stay_there() {
                 impatient.query_timeout = Duration::from_millis(50);
                 let slow = Connection::connect(&impatient, STATEMENTS, worker).unwrap();
                 assert!(matches!(
-                    slow.query(SLEEP, &[&0.2f64]),
+                    slow.query(&SLEEP, &[&0.2f64]),
                     Err(PgError::Timeout)
                 ));
                 at_home("a timeout");
@@ -239,7 +245,7 @@ fn sql_error_mid_pipeline_fails_only_its_own_request() {
                 let conn = conn.clone();
                 may::go!(move || {
                     let divisor = if i % 4 == 0 { 0 } else { i };
-                    (i, conn.query(DIVIDE, &[&divisor]))
+                    (i, conn.query(&DIVIDE, &[&divisor]))
                 })
             })
             .collect();
@@ -277,7 +283,7 @@ fn timed_out_request_does_not_shift_later_replies() {
         let conn = Connection::connect(&cfg, STATEMENTS, 0).unwrap();
         let t = Instant::now();
         assert!(matches!(
-            conn.query(SLEEP, &[&0.4f64]),
+            conn.query(&SLEEP, &[&0.4f64]),
             Err(PgError::Timeout)
         ));
         assert!(
@@ -327,7 +333,7 @@ fn full_pipeline_answers_busy_at_once() {
             .collect();
         wait_for(|| conn.in_flight() == LIMITS.max_in_flight);
         let t = Instant::now();
-        assert!(matches!(conn.query(ECHO, &[&1i64]), Err(PgError::Busy)));
+        assert!(matches!(conn.query(&ECHO, &[&1i64]), Err(PgError::Busy)));
         assert!(t.elapsed() < Duration::from_millis(50));
         admin
             .simple_query("SELECT pg_advisory_unlock(4242)")
@@ -350,7 +356,7 @@ fn killed_backend_fails_fast_and_client_reconnects() {
         let sleeper = conn.clone();
         let in_flight = may::go!(move || {
             let t = Instant::now();
-            (sleeper.query(SLEEP, &[&3.0f64]).map(|_| ()), t)
+            (sleeper.query(&SLEEP, &[&3.0f64]).map(|_| ()), t)
         });
         may::coroutine::sleep(Duration::from_millis(100));
         admin
@@ -379,7 +385,7 @@ fn killed_backend_fails_fast_and_client_reconnects() {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let t = Instant::now();
-            match client.query(ECHO, &[&9i64]) {
+            match client.query(&ECHO, &[&9i64]) {
                 Ok(rows) if client.connection().unwrap().backend_pid() != pid => {
                     assert_eq!(rows[0].get::<i64>(0).unwrap(), 10);
                     break;
@@ -473,7 +479,7 @@ fn unreachable_server_is_unavailable_within_the_connect_timeout() {
         let client = Client::new(cfg.clone(), STATEMENTS, 0);
         let t = Instant::now();
         assert!(matches!(
-            client.query(ECHO, &[&1i64]),
+            client.query(&ECHO, &[&1i64]),
             Err(PgError::Unavailable(_))
         ));
         assert!(matches!(
@@ -499,7 +505,7 @@ fn new_client_connects_in_the_background() {
             may::coroutine::sleep(Duration::from_millis(10));
         }
         assert_eq!(
-            client.query(ECHO, &[&41i64]).unwrap()[0]
+            client.query(&ECHO, &[&41i64]).unwrap()[0]
                 .get::<i64>(0)
                 .unwrap(),
             42
@@ -509,13 +515,14 @@ fn new_client_connects_in_the_background() {
 
 #[test]
 fn bad_statement_fails_the_connect_with_its_name() {
-    static BAD: &[StatementDef] = &[StatementDef {
+    static BAD: StatementDef = StatementDef {
         name: "t_bad",
         sql: "SELECT * FROM no_such_table",
         param_types: &[],
-    }];
+    };
+    static ONLY_BAD: Statements = &[&BAD];
     common::coroutine(|| {
-        let e = Connection::connect(&cfg(), BAD, 0).err().unwrap();
+        let e = Connection::connect(&cfg(), ONLY_BAD, 0).err().unwrap();
         assert_eq!(e.code(), Some("42P01"));
         assert!(e.to_string().contains("t_bad"), "{e}");
     });
@@ -697,7 +704,7 @@ fn authentication_methods_and_server_restart() {
     let c = client.clone();
     common::coroutine(move || {
         assert!(matches!(
-            c.query(ECHO, &[&1i64]),
+            c.query(&ECHO, &[&1i64]),
             Err(PgError::Unavailable(_))
         ))
     });
@@ -706,7 +713,7 @@ fn authentication_methods_and_server_restart() {
     let c = client.clone();
     common::coroutine(move || {
         assert_eq!(
-            c.query(ECHO, &[&1i64]).unwrap()[0].get::<i64>(0).unwrap(),
+            c.query(&ECHO, &[&1i64]).unwrap()[0].get::<i64>(0).unwrap(),
             2
         )
     });

@@ -5,10 +5,12 @@
 mod common;
 
 use gavel::domain::auction::NewAuction;
+use gavel::domain::bid::{BidInput, BidOutcome};
+use gavel::domain::idempotency::{KeyClaim, Keyed};
 use gavel::domain::money::Money;
 use gavel::storage::migrate;
 use gavel::storage::pg::{Client, Config};
-use gavel::storage::queries::{self, BidInput, BidOutcome, KeyClaim, Keyed};
+use gavel::storage::{auctions, bids, STATEMENTS};
 
 /// The last migration of the Gavel before set-based bid batches.
 const BEFORE_SET_BASED: i32 = 4;
@@ -46,9 +48,9 @@ fn a_database_of_the_per_bid_loop_upgrades_and_its_keys_replay() {
             migrate::run_through(&bare, BEFORE_SET_BASED).unwrap(),
             BEFORE_SET_BASED as usize
         );
-        let old = Client::connect_now(cfg.clone(), queries::STATEMENTS, 0).unwrap();
+        let old = Client::connect_now(cfg.clone(), STATEMENTS, 0).unwrap();
         let t = common::wall_clock();
-        let a = queries::insert_auction(
+        let a = auctions::insert_auction(
             &old,
             &NewAuction {
                 title: "lot".into(),
@@ -62,7 +64,7 @@ fn a_database_of_the_per_bid_loop_upgrades_and_its_keys_replay() {
         )
         .unwrap()
         .id;
-        let before = queries::place_bids(
+        let before = bids::place_bids(
             &old,
             &[
                 bid(a, 8, 10_000, Some(("first", 1))),
@@ -94,8 +96,8 @@ fn a_database_of_the_per_bid_loop_upgrades_and_its_keys_replay() {
             ),
             "C"
         );
-        let new = Client::connect_now(cfg, queries::STATEMENTS, 0).unwrap();
-        let after = queries::place_bids(
+        let new = Client::connect_now(cfg, STATEMENTS, 0).unwrap();
+        let after = bids::place_bids(
             &new,
             &[
                 bid(a, 8, 10_000, Some(("first", 1))), // a replay of an old answer

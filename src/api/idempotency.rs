@@ -4,8 +4,8 @@
 //! effect (see `migrations/0004_idempotency.sql`); this module only turns a request into a claim.
 
 use super::error::ApiError;
+use crate::domain::idempotency::KeyClaim;
 use crate::http::{Request, Response};
-use crate::storage::queries::KeyClaim;
 use sha2::{Digest, Sha256};
 
 /// The header's name, as API.md spells it.

@@ -11,10 +11,12 @@ pub mod routes;
 
 use crate::cache::{BidCache, CacheStatus};
 use crate::domain::auction::{Draft, End, Status, MAX_DURATION_SECS, MAX_EXTENSION_SECS};
+use crate::domain::bid::{BidInput, BidOutcome};
+use crate::domain::idempotency::{KeyClaim, Keyed};
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service};
 use crate::metrics::{self, WorkerMetrics};
-use crate::storage::queries::{self, BidInput, BidOutcome, CreatedAuction, KeyClaim, Keyed};
+use crate::storage::auctions::CreatedAuction;
 use crate::storage::Store;
 use auth::{Auth, Caller, Role};
 use error::ApiError;
@@ -137,7 +139,7 @@ fn json_response(status: u16, write: impl FnOnce(&mut Vec<u8>)) -> Response {
 }
 
 fn ready(ctx: &WorkerContext) -> ApiResult {
-    let postgres_up = ctx.store.read.is_up() && queries::ping(&ctx.store.read).is_ok();
+    let postgres_up = ctx.store.answers();
     let redis = match ctx.cache.as_ref().map(BidCache::status) {
         None => "disabled",
         Some(CacheStatus::Up) => "up",
@@ -280,9 +282,9 @@ fn create_auction(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         }
     };
     let created = match &claim {
-        None => Keyed::Fresh((queries::insert_auction(&ctx.store.write, &new)?, now)),
+        None => Keyed::Fresh((ctx.store.insert_auction(&new)?, now)),
         Some(claim) => {
-            let created = queries::create_auction_keyed(&ctx.store.write, &new, claim, now)?;
+            let created = ctx.store.create_auction_keyed(&new, claim, now)?;
             count_keyed(ctx, &created);
             created
         }
@@ -298,7 +300,7 @@ fn stored_auction_or(
     invalid: ApiError,
 ) -> ApiResult {
     match claim {
-        Some(claim) => match queries::stored_auction(&ctx.store.read, claim)? {
+        Some(claim) => match ctx.store.stored_auction(claim)? {
             Some(stored) => {
                 count_keyed(ctx, &stored);
                 auction_created(stored)
@@ -324,7 +326,7 @@ fn auction_created(created: Keyed<CreatedAuction>) -> ApiResult {
 }
 
 fn get_auction(ctx: &WorkerContext, _req: &Request<'_>, id: i64) -> ApiResult {
-    let auction = ctx.store.auctions.get(id)?.ok_or(ApiError::NotFound)?;
+    let auction = ctx.store.auction(id)?.ok_or(ApiError::NotFound)?;
     let now = now();
     Ok(json_response(200, |out| {
         json::write_auction(out, &auction, now)
@@ -345,7 +347,7 @@ fn list_auctions(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         .unwrap_or(DEFAULT_PAGE);
     let after_id = params.int("after_id", 0, i64::MAX)?.unwrap_or(0);
     let now = now();
-    let page = queries::list_auctions(&ctx.store.read, status, after_id, limit, now)?;
+    let page = ctx.store.list_auctions(status, after_id, limit, now)?;
     let cursor = page.more.then(|| page.items.last().map(|a| a.id)).flatten();
     Ok(json_response(200, |out| {
         json::write_page(
@@ -396,7 +398,7 @@ fn place_bid(ctx: &WorkerContext, req: &Request<'_>) -> ApiResult {
         count_fast_path(ctx, false);
     }
     let has_key = claim.is_some();
-    let decision = ctx.store.bids.place(BidInput {
+    let decision = ctx.store.place_bid(BidInput {
         auction_id,
         bidder_id,
         amount,
@@ -467,12 +469,12 @@ fn list_bids(ctx: &WorkerContext, req: &Request<'_>, auction_id: i64) -> ApiResu
         .int("limit", 1, MAX_BID_PAGE)?
         .unwrap_or(DEFAULT_PAGE);
     let before_id = params.int("before_id", 1, i64::MAX)?;
-    let asked = queries::PageQuery {
+    let asked = crate::domain::page::PageQuery {
         auction_id,
         before_id,
         limit,
     };
-    let page = ctx.store.bid_pages.get(asked)?.ok_or(ApiError::NotFound)?;
+    let page = ctx.store.bids_page(asked)?.ok_or(ApiError::NotFound)?;
     let cursor = page.more.then(|| page.items.last().map(|b| b.id)).flatten();
     Ok(json_response(200, |out| {
         json::write_page(

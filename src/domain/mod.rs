@@ -1,7 +1,10 @@
-//! Domain: money, time and auction rules. No IO and no clock reads; `now` is always passed in.
+//! Domain: money, time, auction rules, and the words for bids, keyed requests and pages. No IO and no clock reads; `now` is always passed in.
 
 pub mod auction;
+pub mod bid;
+pub mod idempotency;
 pub mod money;
+pub mod page;
 pub mod time;
 
 /// Parses an ID the way API.md writes them: a JSON-style integer from 1 to i64::MAX, no sign, no

@@ -3,10 +3,11 @@
 //! them. Each bid is still decided alone and in arrival order within its auction; only the commit
 //! is shared, and no bid is answered before that commit.
 
+use super::bids;
 use super::coalesce::{Coalescer, Spec};
 use super::pg::Client;
-use super::queries::{self, BidDecision, BidInput};
 use super::StoreError;
+use crate::domain::bid::{BidDecision, BidInput};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,7 @@ impl BidBatcher {
         worker: usize,
         db_timeout: Duration,
     ) -> io::Result<BidBatcher> {
-        let decide = move |bids: &[BidInput]| queries::place_bids(&client, bids);
+        let decide = move |bids: &[BidInput]| bids::place_bids(&client, bids);
         Coalescer::start(&SPEC, worker, db_timeout, decide).map(BidBatcher)
     }
 

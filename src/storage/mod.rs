@@ -1,14 +1,26 @@
 //! Storage: the PostgreSQL client, the queries Gavel runs and the schema migrations.
 
+pub mod auctions;
 pub mod batch;
+pub mod bid_pages;
+pub mod bids;
 mod coalesce;
+pub mod keys;
 pub mod migrate;
 pub mod pg;
-pub mod queries;
 pub mod reads;
+pub mod statements;
 pub mod sweep;
 mod types;
 
+pub use statements::STATEMENTS;
+
+use crate::domain::auction::{Auction, Bid, NewAuction, Status};
+use crate::domain::bid::{BidDecision, BidInput};
+use crate::domain::idempotency::{KeyClaim, Keyed};
+use crate::domain::page::{Page, PageQuery};
+use crate::domain::time::Timestamp;
+use auctions::CreatedAuction;
 use batch::BidBatcher;
 use pg::{Client, Config, PgError};
 use reads::{AuctionReader, BidPageReader};
@@ -63,32 +75,25 @@ impl From<PgError> for StoreError {
     }
 }
 
-/// One worker's database connections: bid batches and inserts on one, reads on the other, so a
-/// read never waits in the pipeline behind a commit.
+/// One worker's database: what the API asks of it. Which connection serves a call is the store's
+/// business: bid batches and inserts go on one, reads on the other, so a read never waits in the
+/// pipeline behind a commit.
 pub struct Store {
-    pub write: Arc<Client>,
-    pub read: Arc<Client>,
-    pub bids: BidBatcher,
+    write: Arc<Client>,
+    read: Arc<Client>,
+    bids: BidBatcher,
     /// Single-auction reads, coalesced on `read`.
-    pub auctions: AuctionReader,
+    auctions: AuctionReader,
     /// Bids pages, coalesced on `read`.
-    pub bid_pages: BidPageReader,
+    bid_pages: BidPageReader,
 }
 
 impl Store {
     /// Opens the worker's connections and starts its bid batcher; must run in a coroutine on that
     /// worker.
     pub fn connect(cfg: &Config, worker: usize) -> Result<Store, PgError> {
-        let write = Arc::new(Client::connect_now(
-            cfg.clone(),
-            queries::STATEMENTS,
-            worker,
-        )?);
-        let read = Arc::new(Client::connect_now(
-            cfg.clone(),
-            queries::STATEMENTS,
-            worker,
-        )?);
+        let write = Arc::new(Client::connect_now(cfg.clone(), STATEMENTS, worker)?);
+        let read = Arc::new(Client::connect_now(cfg.clone(), STATEMENTS, worker)?);
         let bids = BidBatcher::start(write.clone(), worker, cfg.query_timeout)
             .map_err(|e| PgError::Unavailable(format!("cannot start the bid batcher: {e}")))?;
         let auctions = AuctionReader::start(read.clone(), worker, cfg.query_timeout)
@@ -106,6 +111,57 @@ impl Store {
 
     pub fn is_up(&self) -> bool {
         self.write.is_up() && self.read.is_up()
+    }
+
+    /// Whether the database answers a round trip now (for readiness).
+    pub fn answers(&self) -> bool {
+        self.read.is_up() && statements::ping(&self.read).is_ok()
+    }
+
+    /// Decides a bid in the worker's next batch.
+    pub fn place_bid(&self, input: BidInput) -> Result<BidDecision, StoreError> {
+        self.bids.place(input)
+    }
+
+    pub fn auction(&self, id: i64) -> Result<Option<Auction>, StoreError> {
+        self.auctions.get(id)
+    }
+
+    /// A bids page; `None` when the auction does not exist.
+    pub fn bids_page(&self, page: PageQuery) -> Result<Option<Page<Bid>>, StoreError> {
+        self.bid_pages.get(page)
+    }
+
+    pub fn list_auctions(
+        &self,
+        status: Option<Status>,
+        after_id: i64,
+        limit: i64,
+        now: Timestamp,
+    ) -> Result<Page<Auction>, StoreError> {
+        auctions::list_auctions(&self.read, status, after_id, limit, now)
+    }
+
+    pub fn insert_auction(&self, a: &NewAuction) -> Result<Auction, StoreError> {
+        auctions::insert_auction(&self.write, a)
+    }
+
+    /// See [`auctions::create_auction_keyed`].
+    pub fn create_auction_keyed(
+        &self,
+        a: &NewAuction,
+        claim: &KeyClaim,
+        now: Timestamp,
+    ) -> Result<Keyed<CreatedAuction>, StoreError> {
+        auctions::create_auction_keyed(&self.write, a, claim, now)
+    }
+
+    /// See [`auctions::stored_auction`].
+    pub fn stored_auction(
+        &self,
+        claim: &KeyClaim,
+    ) -> Result<Option<Keyed<CreatedAuction>>, StoreError> {
+        auctions::stored_auction(&self.read, claim)
     }
 }
 

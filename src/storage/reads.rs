@@ -7,9 +7,10 @@
 
 use super::coalesce::{Coalescer, Spec};
 use super::pg::Client;
-use super::queries::{self, Page, PageQuery};
 use super::StoreError;
+use super::{auctions, bid_pages};
 use crate::domain::auction::{Auction, Bid};
+use crate::domain::page::{Page, PageQuery};
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
@@ -55,13 +56,13 @@ fn page_batch(client: &Client, pages: &[PageQuery]) -> Result<Vec<Option<Page<Bi
     distinct.sort_unstable();
     distinct.dedup();
     let answers = match distinct[..] {
-        [p] => vec![queries::list_bids(
+        [p] => vec![bid_pages::list_bids(
             client,
             p.auction_id,
             p.before_id,
             p.limit,
         )?],
-        _ => queries::list_bids_many(client, &distinct)?,
+        _ => bid_pages::list_bids_many(client, &distinct)?,
     };
     let found: HashMap<PageQuery, Option<Page<Bid>>> = distinct.into_iter().zip(answers).collect();
     Ok(pages
@@ -98,11 +99,11 @@ fn read_batch(client: &Client, ids: &[i64]) -> Result<Vec<Option<Auction>>, Stor
     distinct.sort_unstable();
     distinct.dedup();
     let found: HashMap<i64, Auction> = match distinct[..] {
-        [id] => queries::get_auction(client, id)?
+        [id] => auctions::get_auction(client, id)?
             .map(|a| (a.id, a))
             .into_iter()
             .collect(),
-        _ => queries::get_auctions(client, &distinct)?
+        _ => auctions::get_auctions(client, &distinct)?
             .into_iter()
             .map(|a| (a.id, a))
             .collect(),

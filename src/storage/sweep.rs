@@ -3,7 +3,7 @@
 //! sweep never holds up a request, and a bid or a read never waits behind it in a pipeline.
 
 use super::pg::{Client, Config};
-use super::queries;
+use super::{keys, STATEMENTS};
 use crate::metrics::WorkerMetrics;
 use crate::placement;
 use std::io;
@@ -28,8 +28,8 @@ const SWEEPER_STACK_WORDS: usize = 16 * 1024;
 pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
     let cfg = cfg.clone();
     placement::spawn_on(worker, "key-sweeper", SWEEPER_STACK_WORDS, move || {
-        let client = Client::connect_now(cfg.clone(), queries::STATEMENTS, worker)
-            .unwrap_or_else(|_| Client::new(cfg, queries::STATEMENTS, worker));
+        let client = Client::connect_now(cfg.clone(), STATEMENTS, worker)
+            .unwrap_or_else(|_| Client::new(cfg, STATEMENTS, worker));
         let metrics = crate::metrics::worker(worker);
         loop {
             sweep(&client, worker, metrics);
@@ -43,7 +43,7 @@ pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
 fn sweep(client: &Client, worker: usize, metrics: Option<&WorkerMetrics>) {
     loop {
         let started = Instant::now();
-        let swept = queries::sweep_keys(client, SWEEP_BATCH_ROWS);
+        let swept = keys::sweep_keys(client, SWEEP_BATCH_ROWS);
         if let (Ok(n), Some(m)) = (&swept, metrics) {
             m.keys_swept(u64::try_from(*n).unwrap_or(0));
         }

@@ -4,7 +4,7 @@
 use postgres_types::ToSql;
 
 use super::config::Config;
-use super::conn::{Connection, Postgres, StatementDef, Target};
+use super::conn::{Connection, Postgres, StatementDef, Statements, Target};
 use super::error::PgError;
 use super::row::Row;
 use crate::metrics::Backend;
@@ -20,7 +20,7 @@ const _: () = pipeline::shareable::<(Client, Connection, Row, PgError)>();
 
 impl pipeline::Client<Postgres> {
     /// Starts connecting in the background on `worker` and returns at once.
-    pub fn new(cfg: Config, statements: &'static [StatementDef], worker: usize) -> Client {
+    pub fn new(cfg: Config, statements: Statements, worker: usize) -> Client {
         let observer = crate::metrics::observer(worker, Backend::Postgres);
         Client::start(Target { cfg, statements }, worker, observer)
     }
@@ -29,14 +29,18 @@ impl pipeline::Client<Postgres> {
     /// process); later breaks heal in the background like `new`.
     pub fn connect_now(
         cfg: Config,
-        statements: &'static [StatementDef],
+        statements: Statements,
         worker: usize,
     ) -> Result<Client, PgError> {
         let observer = crate::metrics::observer(worker, Backend::Postgres);
         Client::start_connected(Target { cfg, statements }, worker, observer)
     }
 
-    pub fn query(&self, stmt: usize, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
+    pub fn query(
+        &self,
+        stmt: &StatementDef,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgError> {
         self.with(|conn| conn.query(stmt, params))
     }
 

@@ -21,8 +21,9 @@ use super::limits::LIMITS;
 use super::row::Row;
 use crate::pipeline::{Endpoint, Handshake, Link, Protocol};
 
-/// A statement prepared on every (re)connection, referred to by its index in the slice given to
-/// `connect`. `name` is the server-side name: non-empty and unique within the slice.
+/// A statement prepared on every (re)connection of the connections given it, and run by naming
+/// it: declare each one as a `static` beside the code that runs it, and list it in the slice given
+/// to `connect`. `name` is the server-side name: non-empty and unique within the slice.
 pub struct StatementDef {
     pub name: &'static str,
     pub sql: &'static str,
@@ -30,9 +31,12 @@ pub struct StatementDef {
     pub param_types: &'static [Type],
 }
 
+/// The statements a connection prepares.
+pub type Statements = &'static [&'static StatementDef];
+
 /// A prepared statement as the server described it.
 struct Prepared {
-    name: &'static str,
+    def: &'static StatementDef,
     params: Vec<Type>,
     columns: Arc<[Type]>,
 }
@@ -40,7 +44,7 @@ struct Prepared {
 /// What a connection is opened with: the settings and the statements to prepare.
 pub struct Target {
     pub cfg: Config,
-    pub statements: &'static [StatementDef],
+    pub statements: Statements,
 }
 
 /// What start-up learned, kept for the connection's life.
@@ -97,7 +101,7 @@ impl Link<Postgres> {
     /// `cfg.connect_timeout`; then starts the reader and writer coroutines on `worker`.
     pub fn connect(
         cfg: &Config,
-        statements: &'static [StatementDef],
+        statements: Statements,
         worker: usize,
     ) -> Result<Arc<Connection>, PgError> {
         let target = Target {
@@ -107,16 +111,26 @@ impl Link<Postgres> {
         Link::open(&target, worker, None, None)
     }
 
-    /// Runs prepared statement number `stmt` with `params` (binary in, binary out).
-    pub fn query(&self, stmt: usize, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
+    /// Runs the prepared statement `stmt` with `params` (binary in, binary out).
+    pub fn query(
+        &self,
+        stmt: &StatementDef,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgError> {
         let session = self.session();
-        let st = session.statements.get(stmt).ok_or_else(|| {
-            PgError::Protocol(format!(
-                "no statement number {stmt}; {} are prepared",
-                session.statements.len()
-            ))
-        })?;
-        let bytes = encode_query(st.name, &st.params, params)?;
+        // A statement is known by its address: a handful of pointer comparisons, and two
+        // statements with the same text can never be confused.
+        let st = session
+            .statements
+            .iter()
+            .find(|p| std::ptr::eq(p.def, stmt))
+            .ok_or_else(|| {
+                PgError::Protocol(format!(
+                    "statement {} is not prepared on this connection",
+                    stmt.name
+                ))
+            })?;
+        let bytes = encode_query(st.def.name, &st.params, params)?;
         let columns = st.columns.clone();
         self.call(
             |out| out.extend_from_slice(&bytes),
@@ -199,7 +213,7 @@ fn startup(hs: &mut Handshake, cfg: &Config) -> Result<i32, PgError> {
 
 /// Prepares every statement in one round trip and records each one's parameter and column
 /// types as the server describes them.
-fn prepare(hs: &mut Handshake, defs: &'static [StatementDef]) -> Result<Vec<Prepared>, PgError> {
+fn prepare(hs: &mut Handshake, defs: Statements) -> Result<Vec<Prepared>, PgError> {
     check_names(defs)?;
     if defs.is_empty() {
         return Ok(Vec::new());
@@ -211,7 +225,7 @@ fn prepare(hs: &mut Handshake, defs: &'static [StatementDef]) -> Result<Vec<Prep
     let mut params = Vec::new();
     let mut error = None;
     loop {
-        let def = defs.get(prepared.len());
+        let def = defs.get(prepared.len()).copied();
         let name = def.map_or("?", |d| d.name);
         match (recv(hs)?, def) {
             (Message::ParseComplete, _) => {}
@@ -245,9 +259,9 @@ fn prepare(hs: &mut Handshake, defs: &'static [StatementDef]) -> Result<Vec<Prep
     }
 }
 
-fn described(d: &StatementDef, params: &mut Vec<Type>, columns: Vec<Type>) -> Prepared {
+fn described(d: &'static StatementDef, params: &mut Vec<Type>, columns: Vec<Type>) -> Prepared {
     Prepared {
-        name: d.name,
+        def: d,
         params: std::mem::take(params),
         columns: columns.into(),
     }
@@ -255,7 +269,7 @@ fn described(d: &StatementDef, params: &mut Vec<Type>, columns: Vec<Type>) -> Pr
 
 /// An empty name is the unnamed statement, which the next Parse would replace; a duplicate
 /// would fail on the server with a less helpful message.
-fn check_names(defs: &[StatementDef]) -> Result<(), PgError> {
+fn check_names(defs: &[&StatementDef]) -> Result<(), PgError> {
     for (i, d) in defs.iter().enumerate() {
         if d.name.is_empty() || defs[..i].iter().any(|e| e.name == d.name) {
             return Err(PgError::Protocol(format!(

@@ -7,7 +7,7 @@
 //! reconnects with backoff.
 //!
 //! Statements are prepared once per connection from a static list ([`StatementDef`]) and run by
-//! index with binary parameters and results. Their parameter and result types must be built-in
+//! naming them with binary parameters and results. Their parameter and result types must be built-in
 //! PostgreSQL types (cast enums and domains to text in SQL).
 //!
 //! A request is one Bind/Execute/Sync (or one simple Query) and is its own transaction: other
@@ -35,7 +35,7 @@ mod row;
 
 pub use client::Client;
 pub use config::Config;
-pub use conn::{Connection, Postgres, StatementDef, Target};
+pub use conn::{Connection, Postgres, StatementDef, Statements, Target};
 pub use error::PgError;
 pub use postgres_types::{FromSql, ToSql, Type};
 pub use row::Row;

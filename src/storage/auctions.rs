@@ -1,0 +1,235 @@
+//! Auctions: created (with or without an idempotency key), read one or many at a time, listed.
+
+use super::keys::keyed_from_code;
+use super::pg::{Client, Row, StatementDef, Type};
+use super::StoreError;
+use crate::domain::auction::{Auction, NewAuction, Status};
+use crate::domain::idempotency::{KeyClaim, Keyed};
+use crate::domain::page::Page;
+use crate::domain::time::Timestamp;
+
+macro_rules! auction_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, title, seller_id, start_price, min_increment, starts_at, ends_at, ",
+            "extension_seconds, current_price, leader_id, bid_count, created_at FROM auctions ",
+            $tail
+        )
+    };
+}
+
+pub(crate) static GET_AUCTION: StatementDef = StatementDef {
+    name: "get_auction",
+    sql: auction_select!("WHERE id = $1"),
+    param_types: &[Type::INT8],
+};
+
+pub(crate) static GET_AUCTIONS: StatementDef = StatementDef {
+    name: "get_auctions",
+    sql: auction_select!("WHERE id = ANY($1)"),
+    param_types: &[Type::INT8_ARRAY],
+};
+
+pub(crate) static INSERT_AUCTION: StatementDef = StatementDef {
+    name: "insert_auction",
+    sql: concat!(
+        "INSERT INTO auctions (title, seller_id, start_price, min_increment, starts_at, ends_at, ",
+        "extension_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, title, seller_id, ",
+        "start_price, min_increment, starts_at, ends_at, extension_seconds, current_price, ",
+        "leader_id, bid_count, created_at"
+    ),
+    param_types: &[
+        Type::TEXT,
+        Type::INT8,
+        Type::NUMERIC,
+        Type::NUMERIC,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+    ],
+};
+
+// Lists give `$1` after_id, `$2` row count, `$3` now.
+pub(crate) static LIST_ALL: StatementDef = StatementDef {
+    name: "list_all",
+    sql: auction_select!("WHERE id > $1 ORDER BY id LIMIT $2"),
+    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
+};
+
+pub(crate) static LIST_SCHEDULED: StatementDef = StatementDef {
+    name: "list_scheduled",
+    sql: auction_select!("WHERE id > $1 AND starts_at > $3 ORDER BY id LIMIT $2"),
+    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
+};
+
+pub(crate) static LIST_OPEN: StatementDef = StatementDef {
+    name: "list_open",
+    sql: auction_select!("WHERE id > $1 AND starts_at <= $3 AND ends_at > $3 ORDER BY id LIMIT $2"),
+    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
+};
+
+pub(crate) static LIST_CLOSED: StatementDef = StatementDef {
+    name: "list_closed",
+    sql: auction_select!("WHERE id > $1 AND ends_at <= $3 ORDER BY id LIMIT $2"),
+    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
+};
+
+pub(crate) static CREATE_AUCTION_KEYED: StatementDef = StatementDef {
+    name: "create_auction_keyed",
+    sql: "SELECT * FROM gavel_create_auction($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    param_types: &[
+        Type::INT8,
+        Type::TEXT,
+        Type::BYTEA,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::INT8,
+        Type::NUMERIC,
+        Type::NUMERIC,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+    ],
+};
+
+pub(crate) static STORED_AUCTION: StatementDef = StatementDef {
+    name: "stored_auction",
+    sql: "SELECT s.* FROM idempotency_keys k, gavel_stored_auction( \
+          CASE WHEN k.request_hash = $3 THEN k.answer END, \
+          (CASE WHEN k.request_hash = $3 THEN 1 ELSE 2 END)::smallint) s \
+          WHERE k.caller_id = $1 AND k.key = $2 AND k.answer IS NOT NULL \
+          AND k.created_at > now() - interval '24 hours'",
+    param_types: &[Type::INT8, Type::TEXT, Type::BYTEA],
+};
+
+pub fn get_auction(client: &Client, id: i64) -> Result<Option<Auction>, StoreError> {
+    let rows = client.query(&GET_AUCTION, &[&id])?;
+    rows.first().map(auction_from_row).transpose()
+}
+
+/// The auctions among `ids` that exist, in no particular order.
+pub fn get_auctions(client: &Client, ids: &[i64]) -> Result<Vec<Auction>, StoreError> {
+    let rows = client.query(&GET_AUCTIONS, &[&ids])?;
+    rows.iter().map(auction_from_row).collect()
+}
+
+pub fn insert_auction(client: &Client, a: &NewAuction) -> Result<Auction, StoreError> {
+    let rows = client.query(
+        &INSERT_AUCTION,
+        &[
+            &a.title,
+            &a.seller_id,
+            &a.start_price,
+            &a.min_increment,
+            &a.starts_at,
+            &a.ends_at,
+            &a.extension_seconds,
+        ],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::internal("insert returned no row"))?;
+    auction_from_row(row)
+}
+
+/// Auctions with `id > after_id` in id order, filtered on their status at `now`.
+pub fn list_auctions(
+    client: &Client,
+    status: Option<Status>,
+    after_id: i64,
+    limit: i64,
+    now: Timestamp,
+) -> Result<Page<Auction>, StoreError> {
+    let stmt = match status {
+        None => &LIST_ALL,
+        Some(Status::Scheduled) => &LIST_SCHEDULED,
+        Some(Status::Open) => &LIST_OPEN,
+        Some(Status::Closed) => &LIST_CLOSED,
+    };
+    let fetch = limit + 1;
+    let rows = client.query(stmt, &[&after_id, &fetch, &now])?;
+    let mut items = rows
+        .iter()
+        .map(auction_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    Ok(Page { items, more })
+}
+
+/// An auction as created, and the clock its answer derived the status from.
+pub type CreatedAuction = (Auction, Timestamp);
+
+/// Creates an auction under an idempotency key, or finds what the key's first request created;
+/// `now` is the clock the answer's status is derived from, stored for replays.
+pub fn create_auction_keyed(
+    client: &Client,
+    a: &NewAuction,
+    claim: &KeyClaim,
+    now: Timestamp,
+) -> Result<Keyed<CreatedAuction>, StoreError> {
+    let rows = client.query(
+        &CREATE_AUCTION_KEYED,
+        &[
+            &claim.caller,
+            &claim.key,
+            &&claim.request_hash[..],
+            &now,
+            &a.title,
+            &a.seller_id,
+            &a.start_price,
+            &a.min_increment,
+            &a.starts_at,
+            &a.ends_at,
+            &a.extension_seconds,
+        ],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::internal("auction creation returned no row"))?;
+    keyed_auction(row)
+}
+
+/// The stored answer of a key's auction creation, if the key was used in the last 24 hours: for a
+/// retry that could no longer be validated afresh (its end time has passed since).
+pub fn stored_auction(
+    client: &Client,
+    claim: &KeyClaim,
+) -> Result<Option<Keyed<CreatedAuction>>, StoreError> {
+    let rows = client.query(
+        &STORED_AUCTION,
+        &[&claim.caller, &claim.key, &&claim.request_hash[..]],
+    )?;
+    rows.first().map(keyed_auction).transpose()
+}
+
+fn keyed_auction(row: &Row) -> Result<Keyed<CreatedAuction>, StoreError> {
+    let replay = keyed_from_code(row.get(0)?)?;
+    if replay == Keyed::Reused {
+        return Ok(Keyed::Reused);
+    }
+    let answered_at: Timestamp = row.get(1)?;
+    Ok(replay.with((auction_at(row, 2)?, answered_at)))
+}
+
+fn auction_from_row(row: &Row) -> Result<Auction, StoreError> {
+    auction_at(row, 0)
+}
+
+/// Reads an auction whose columns start at `first`, in `auction_select!`'s order.
+fn auction_at(row: &Row, first: usize) -> Result<Auction, StoreError> {
+    Ok(Auction {
+        id: row.get(first)?,
+        title: row.get(first + 1)?,
+        seller_id: row.get(first + 2)?,
+        start_price: row.get(first + 3)?,
+        min_increment: row.get(first + 4)?,
+        starts_at: row.get(first + 5)?,
+        ends_at: row.get(first + 6)?,
+        extension_seconds: row.get(first + 7)?,
+        current_price: row.get(first + 8)?,
+        leader_id: row.get(first + 9)?,
+        bid_count: row.get(first + 10)?,
+        created_at: row.get(first + 11)?,
+    })
+}
