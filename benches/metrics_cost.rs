@@ -16,12 +16,13 @@ fn per(t: Instant) -> f64 {
 }
 
 fn main() {
-    let r = Registry::new(1);
+    let routes = gavel::api::routes::route_labels();
+    let r = Registry::new(1, &routes);
     let w = black_box(r.worker(0));
     let t = Instant::now();
     for i in 0..ROUNDS {
         w.request(
-            black_box("/api/bids"),
+            r.route_index(black_box("/api/bids")),
             black_box(201),
             Duration::from_nanos(u64::from(i % 4096) * 200),
         );

@@ -1,9 +1,14 @@
 //! Gavel: an auction bidding HTTP API server, thread-per-core on stackful coroutines.
 //!
-//! Layers, top to bottom: `http` (bytes, limits, connections), `api` (routes, JSON, errors),
-//! `domain` (money, time, auction rules; no IO), `storage` (PostgreSQL client, queries, migrations).
-//! `metrics` is beside them: per-worker counters any layer records into, and the admin listener.
+//! Layers, top to bottom: `http` (bytes, limits, connections), `api` (routes, JSON, errors, the
+//! only layer that decides status codes), `domain` (money, time, auction rules, the words for
+//! bids, keys and pages; no IO), `storage` (queries by resource, migrations, the PostgreSQL
+//! protocol) and `cache` (the Redis fast path and the RESP protocol), both on `pipeline` (one
+//! pipelined connection and self-healing client, for any in-order protocol). `metrics` is a
+//! sink beside them: it implements the observers `http` and `pipeline` define and the API
+//! reports into; `admin` serves it. `server` wires them together at start-up.
 
+pub mod admin;
 pub mod api;
 pub mod cache;
 pub mod calendar;

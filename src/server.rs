@@ -45,7 +45,7 @@ pub fn run(cfg: Config) -> i32 {
 
     // Bound before the database is touched, so a taken admin port stops start-up at once; the
     // registry exists before any client is made, so each one finds its worker's slot.
-    let admin = match cfg.admin_listen.map(metrics::admin::bind).transpose() {
+    let admin = match cfg.admin_listen.map(crate::admin::bind).transpose() {
         Ok(a) => a,
         Err(e) => {
             let addr = cfg.admin_listen.map_or(String::new(), |a| a.to_string());
@@ -53,7 +53,9 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
-    let registry = admin.as_ref().map(|_| metrics::install(cfg.workers));
+    let registry = admin
+        .as_ref()
+        .map(|_| metrics::install(cfg.workers, &crate::api::routes::route_labels()));
     if let Some(admin) = &admin {
         let addr = admin
             .local_addr()
@@ -68,7 +70,9 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let redis_on = contexts.iter().any(|c| c.cache.is_some());
-    let server = match http::serve(server_config(&cfg), move |worker| {
+    let mut server_cfg = server_config(&cfg);
+    server_cfg.observers = registry.map(metrics::http_observers).unwrap_or_default();
+    let server = match http::serve(server_cfg, move |worker| {
         Api::new(contexts[worker % contexts.len()].clone())
     }) {
         Ok(s) => s,

@@ -327,7 +327,7 @@ fn listening_ports(pid: u32) -> HashSet<u16> {
 
 #[test]
 fn the_admin_listener_bounds_heads_and_slow_clients() {
-    use gavel::metrics::admin::{ADMIN_MAX_REQUEST_BYTES, ADMIN_READ_TIMEOUT_MILLIS};
+    use gavel::admin::{ADMIN_MAX_REQUEST_BYTES, ADMIN_READ_TIMEOUT_MILLIS};
     let server = spawn_server(&test_db_name("metrics_limits"), &[]);
     let admin = server.admin.expect("admin listener");
     // A head of exactly the bound is read; one byte more is refused.

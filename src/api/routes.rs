@@ -93,6 +93,16 @@ pub const ROUTES: &[RouteSpec] = &[
 ];
 
 /// The route serving `path` and the path's ID (0 when it has none); `None` is a 404.
+/// Every route label an answer can carry: each route's template, then `UNROUTED` (errors before
+/// routing, paths no route serves). Registered with the metrics at start-up.
+pub fn route_labels() -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .map(|r| r.path)
+        .chain([crate::http::UNROUTED])
+        .collect()
+}
+
 pub fn find(path: &str) -> Option<(&'static RouteSpec, i64)> {
     ROUTES
         .iter()

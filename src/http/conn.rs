@@ -9,24 +9,14 @@ use super::buffer::ReadBuf;
 use super::cors;
 use super::encode::{self, ResponseMeta, CONTINUE};
 use super::head::Head;
+use super::link::ConnLink;
+use super::message::UNROUTED;
 use super::message::{Header, HttpError, Service};
+use super::observe::Observer;
 use super::parser::{Progress, RequestParser};
 use super::request_id;
-use super::server::ConnLink;
 use super::transport::Transport;
 use super::{LINGER_MAX_BYTES, LINGER_TIMEOUT_MILLIS, MAX_HEADER_LINES, WRITE_BATCH_MAX_BYTES};
-use crate::metrics::{WorkerMetrics, ROUTE_OTHER};
-
-/// The deadlines a connection works under.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub(crate) idle: Duration,
-    /// Idle time after which the connection parks instead of waiting in its coroutine.
-    pub(crate) park: Duration,
-    pub(crate) header: Duration,
-    pub(crate) body: Duration,
-    pub(crate) write: Duration,
-}
 
 /// How a request ended for the connection.
 enum Next {
@@ -70,13 +60,13 @@ pub(crate) struct Conn<'a, S, T> {
     /// Timeouts last set on the socket: setting one is a syscall, so it is skipped when unchanged.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    /// The worker's metrics slot; `None` when metrics are off.
-    metrics: Option<&'static WorkerMetrics>,
+    /// The worker's observer; `None` when nothing observes the server.
+    observer: Option<&'a dyn Observer>,
 }
 
 impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
     pub(crate) fn new(stream: &'a mut T, link: ConnLink<'a>, service: S) -> Self {
-        let metrics = link.metrics();
+        let observer = link.observer();
         Conn {
             stream,
             link,
@@ -85,7 +75,7 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
             out: Vec::new(),
             read_timeout: None,
             write_timeout: None,
-            metrics,
+            observer,
         }
     }
 
@@ -228,7 +218,7 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
     fn dispatch(&mut self, head: &Head, body: Range<usize>, len: usize) -> Next {
         // The request is complete: its latency counts from here to its response being buffered
         // for the socket (a pipelined batch is then written together).
-        let started = self.metrics.map(|_| Instant::now());
+        let started = self.observer.map(|_| Instant::now());
         let mut scratch = [Header::EMPTY; MAX_HEADER_LINES];
         let id = request_id::for_request(head.find(self.inbuf.unparsed(), "x-request-id"));
         let mut req = head.request(self.inbuf.unparsed(), body, &mut scratch);
@@ -250,9 +240,8 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
             cors,
         };
         encode::write_response(&mut self.out, &resp, &meta, self.link.gzip());
-        if let (Some(metrics), Some(started)) = (self.metrics, started) {
-            let route = self.service.route(req.path);
-            metrics.request(route, resp.status, started.elapsed());
+        if let (Some(observer), Some(started)) = (self.observer, started) {
+            observer.request(resp.route, resp.status, started.elapsed());
         }
         self.inbuf.consume(len);
         match (close, self.inbuf.is_empty()) {
@@ -265,7 +254,7 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
     /// Asks the service to render `err` and marks the connection for closing: after a framing
     /// error the rest of the input cannot be trusted to start a request.
     fn fail(&mut self, err: &HttpError, head: Option<&Head>) -> Next {
-        let started = self.metrics.map(|_| Instant::now());
+        let started = self.observer.map(|_| Instant::now());
         let origin = head.and_then(|h| h.find(self.inbuf.unparsed(), "origin"));
         let meta = ResponseMeta {
             head_request: head.is_some_and(|h| h.is_head),
@@ -278,8 +267,8 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
         resp.header(request_id::HEADER, request_id::for_request(client_id));
         encode::write_response(&mut self.out, &resp, &meta, self.link.gzip());
         // Refused before routing: there is no route to name.
-        if let (Some(metrics), Some(started)) = (self.metrics, started) {
-            metrics.request(ROUTE_OTHER, resp.status, started.elapsed());
+        if let (Some(observer), Some(started)) = (self.observer, started) {
+            observer.request(UNROUTED, resp.status, started.elapsed());
         }
         Next::Linger
     }

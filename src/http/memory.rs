@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::conn::{Conn, Timeouts};
-use super::server::Detached;
+use super::conn::Conn;
+use super::link::Detached;
+use super::shared::Timeouts;
 use super::transport::MemoryStream;
 use super::{Cors, Service};
 

@@ -63,6 +63,10 @@ impl<'a> Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// The route template the service answered under, for the observer: one of a small fixed
+    /// set, never the path itself (a label per auction would grow without bound).
+    /// [`UNROUTED`] until the service says otherwise.
+    pub route: &'static str,
     pub content_type: Option<&'static str>,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
@@ -73,6 +77,7 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
+            route: UNROUTED,
             content_type: None,
             headers: Vec::new(),
             body: Vec::new(),
@@ -88,6 +93,7 @@ impl Response {
     pub fn with_body(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
         Response {
             status,
+            route: UNROUTED,
             content_type: Some(content_type),
             headers: Vec::new(),
             body,
@@ -148,20 +154,19 @@ impl fmt::Display for HttpError {
 impl std::error::Error for HttpError {}
 
 /// The application behind the layer. One instance serves one connection (created by the factory
-/// given to [`serve`](super::serve) on the connection's worker), so it needs neither `Send` nor
-/// locking for per-connection state.
+/// given to [`serve`](super::serve) on the connection's worker), so its per-connection state needs
+/// no locking. It must be `Send` all the same: a connection that parks continues in a new
+/// coroutine, which may only be handed `Send` values (on the same worker).
 pub trait Service {
     /// Answers a complete request.
     fn call(&mut self, req: &Request<'_>) -> Response;
     /// Renders an error the layer detected; the connection closes after it is written.
     fn error(&mut self, err: &HttpError) -> Response;
-    /// The route template `path` falls under, for metrics: one of the small fixed set in
-    /// [`crate::metrics::ROUTES`], never the path itself (a label per auction would grow without
-    /// bound). The layer asks only when metrics are on.
-    fn route(&self, _path: &str) -> &'static str {
-        crate::metrics::ROUTE_OTHER
-    }
 }
+
+/// The route of a response no route answered: errors the layer found before routing, and paths
+/// the service does not serve.
+pub const UNROUTED: &str = "other";
 
 #[cfg(test)]
 mod tests {

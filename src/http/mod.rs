@@ -8,8 +8,11 @@
 //!
 //! Layout: the codec (`head`, `chunked`, `parser`, `encode`, `gzip`, `cors`, `date`) is pure, no
 //! IO, with unit tests beside it; `buffer` is the bounded read buffer; `conn` does a connection's
-//! socket IO and deadlines; `parking` holds a worker's idle connections without a coroutine;
-//! `server` owns listeners, acceptors, the per-worker resources and shutdown.
+//! socket IO and deadlines, and sees its server only through `link`; `parking` holds a worker's
+//! idle connections without a coroutine. `server` starts and stops a server: `listen` (listeners
+//! and acceptors), `runtime` (spawning and running connections), `parker` (a worker's parked
+//! connections), `shared` (per-worker state, the registry and its drop guards). What the layer
+//! reports goes to an `observe::Observer`.
 //!
 //! `HEAD` requests reach the service with method `"HEAD"`; the service may treat them like `GET`.
 //! The layer then drops the body but keeps the `Content-Length` (and encoding) the body would have
@@ -25,17 +28,24 @@ mod encode;
 pub mod fuzz;
 mod gzip;
 mod head;
+mod link;
+mod listen;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod memory;
 mod message;
+mod observe;
+mod parker;
 mod parking;
 mod parser;
 pub mod request_id;
+mod runtime;
 mod server;
+mod shared;
 mod transport;
 
 pub use cors::Cors;
-pub use message::{Header, HttpError, Request, Response, Service};
+pub use message::{Header, HttpError, Request, Response, Service, UNROUTED};
+pub use observe::{Observer, Observers};
 pub use server::{serve, ConnectionCounts, Server, ServerConfig};
 
 /// Longest request line (method, target, version; without its CRLF). 8 KiB is the usual server

@@ -2,8 +2,9 @@
 //! a separate admin listener.
 //!
 //! Layout: `registry` holds the numbers (one cache-line-aligned [`WorkerMetrics`] per worker,
-//! allocated once at start-up), `render` turns a summed [`Snapshot`] into the text exposition
-//! format (pure, no IO), and `admin` is the admin listener, the only file here that does IO.
+//! allocated once at start-up) and `render` turns a summed [`Snapshot`] into the text exposition
+//! format (pure, no IO). Nothing here does IO: the admin listener that serves the text is
+//! [`crate::admin`].
 //!
 //! **No shared lock on the request path.** Each worker records into its own slot with relaxed
 //! atomic adds; nothing is allocated, hashed or locked per observation, and a scrape only reads.
@@ -22,10 +23,11 @@
 //! path is the branch on it. Comparing a run with `off` against one with metrics on therefore
 //! measures what counting costs.
 //!
-//! Label values come from fixed, small sets ([`ROUTES`], [`STATUSES`], the outcome and error
-//! kinds below): no auction, user or request id ever becomes a label.
+//! Label values come from fixed, small sets (the route labels the API registers at [`install`],
+//! [`STATUSES`], the outcome and error kinds below): no auction, user or request id ever becomes
+//! a label. The layers report through observers they define ([`crate::http::Observer`],
+//! [`crate::pipeline::Observer`]); this module implements them, and never calls into a layer.
 
-pub mod admin;
 mod registry;
 mod render;
 
@@ -58,22 +60,10 @@ pub const LATENCY_BUCKETS: [(u64, &str); 15] = [
     (2_500_000_000, "2.5"),
 ];
 
-/// Route templates, the `route` label of request metrics. The API layer names the template a
-/// path matches (`Service::route`); anything else, and every error the HTTP layer answers before
-/// a request reaches routing, is `other`.
-pub const ROUTES: [&str; 8] = [
-    "/health",
-    "/ready",
-    "/api/auctions",
-    "/api/auctions/{id}",
-    "/api/bids",
-    "/api/bids/{auction_id}",
-    "/openapi.json",
-    ROUTE_OTHER,
-];
-
-/// The route label of unknown paths and of errors before routing.
-pub const ROUTE_OTHER: &str = "other";
+/// Most route labels the API may register. The registry keeps one histogram per (route,
+/// status) pair per worker in a fixed array, so the bound is a compile-time one; Gavel has 8
+/// (7 routes and the unrouted label), and 16 leaves room without costing a scrape much.
+pub const MAX_ROUTES: usize = 16;
 
 /// Every status Gavel answers with (API.md's table, plus 204 preflights, 414 and 501 from the
 /// HTTP layer); any other code is counted under the last label, `other`.
@@ -106,14 +96,6 @@ pub fn status_index(status: u16) -> usize {
         503 => 18,
         _ => STATUSES.len() - 1,
     }
-}
-
-/// The index in [`ROUTES`] of a route label; anything not in the set is `other`.
-pub fn route_index(route: &str) -> usize {
-    ROUTES
-        .iter()
-        .position(|r| *r == route)
-        .unwrap_or(ROUTES.len() - 1)
 }
 
 /// How a bid was decided: the `outcome` label of `gavel_bids_total`.
@@ -189,6 +171,37 @@ impl crate::pipeline::Observer for ClientMetrics {
     }
 }
 
+/// Reports one worker's responses and connections into its slot.
+struct HttpMetrics {
+    slot: &'static WorkerMetrics,
+    registry: &'static Registry,
+}
+
+impl crate::http::Observer for HttpMetrics {
+    fn request(&self, route: &'static str, status: u16, took: Duration) {
+        self.slot
+            .request(self.registry.route_index(route), status, took);
+    }
+
+    fn connection_accepted(&self) {
+        self.slot.connection_accepted();
+    }
+}
+
+/// The observers of the public listener's workers, each reporting into its worker's slot.
+pub fn http_observers(registry: &'static Registry) -> crate::http::Observers {
+    crate::http::Observers::new(
+        (0..registry.workers())
+            .map(|w| {
+                std::sync::Arc::new(HttpMetrics {
+                    slot: registry.worker(w),
+                    registry,
+                }) as std::sync::Arc<dyn crate::http::Observer>
+            })
+            .collect(),
+    )
+}
+
 /// An observer for a client of `worker`, or `None` when metrics are off.
 pub fn observer(
     worker: usize,
@@ -202,8 +215,8 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// Allocates the slots of `workers` workers and turns counting on; later calls return the
 /// registry made by the first.
-pub fn install(workers: usize) -> &'static Registry {
-    REGISTRY.get_or_init(|| Registry::new(workers))
+pub fn install(workers: usize, routes: &[&'static str]) -> &'static Registry {
+    REGISTRY.get_or_init(|| Registry::new(workers, routes))
 }
 
 /// The registry, when metrics are on.
@@ -238,15 +251,11 @@ mod tests {
     }
 
     #[test]
-    fn every_status_and_route_has_its_own_index() {
+    fn every_status_has_its_own_index() {
         for (i, s) in STATUSES.iter().enumerate().take(STATUSES.len() - 1) {
             assert_eq!(status_index(s.parse().unwrap()), i, "{s}");
         }
         assert_eq!(STATUSES[status_index(418)], "other");
-        for (i, r) in ROUTES.iter().enumerate() {
-            assert_eq!(route_index(r), i);
-        }
-        assert_eq!(ROUTES[route_index("/nope")], ROUTE_OTHER);
     }
 
     #[test]

@@ -4,10 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::render::{HistogramCounts, Snapshot};
-use super::{nanos, route_index, status_index, BidOutcome, ErrorKind, KeyResult};
-use super::{
-    BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, KEY_RESULTS, LATENCY_BUCKETS, ROUTES, STATUSES,
-};
+use super::{nanos, status_index, BidOutcome, ErrorKind, KeyResult, MAX_ROUTES};
+use super::{BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, KEY_RESULTS, LATENCY_BUCKETS, STATUSES};
 
 /// Buckets of a histogram slot: one per bound, plus the overflow (`+Inf` only).
 const SLOTS: usize = LATENCY_BUCKETS.len() + 1;
@@ -15,17 +13,25 @@ const SLOTS: usize = LATENCY_BUCKETS.len() + 1;
 /// Every worker's slot, allocated once.
 pub struct Registry {
     workers: Box<[WorkerMetrics]>,
+    /// The route labels the API registered; the last one stands for any other.
+    routes: Box<[&'static str]>,
     /// Taken when the registry is made, at start-up: `process_start_time_seconds`.
     started: SystemTime,
 }
 
 impl Registry {
-    /// Slots for `workers` workers (at least one).
-    pub fn new(workers: usize) -> Registry {
+    /// Slots for `workers` workers (at least one), counting requests under `routes` (at most
+    /// `MAX_ROUTES`, the last of which stands for any other route).
+    pub fn new(workers: usize, routes: &[&'static str]) -> Registry {
+        assert!(
+            !routes.is_empty() && routes.len() <= MAX_ROUTES,
+            "between 1 and {MAX_ROUTES} route labels"
+        );
         Registry {
             workers: (0..workers.max(1))
                 .map(|_| WorkerMetrics::default())
                 .collect(),
+            routes: routes.into(),
             started: SystemTime::now(),
         }
     }
@@ -38,6 +44,17 @@ impl Registry {
 
     pub fn workers(&self) -> usize {
         self.workers.len()
+    }
+
+    /// The index of a route label; an unregistered one counts under the last label.
+    pub fn route_index(&self, route: &str) -> usize {
+        // The API hands back the very strings it registered: comparing addresses first skips
+        // the string comparisons on the request path.
+        self.routes
+            .iter()
+            .position(|r| std::ptr::eq(*r, route))
+            .or_else(|| self.routes.iter().position(|r| *r == route))
+            .unwrap_or(self.routes.len() - 1)
     }
 
     /// Every slot summed. The values are read one by one while workers keep writing, so a scrape
@@ -64,14 +81,14 @@ impl Registry {
                 .map_or(0.0, |d| d.as_secs_f64()),
             process: None,
         };
-        for route in 0..ROUTES.len() {
+        for (route, label) in self.routes.iter().enumerate() {
             for status in 0..STATUSES.len() {
                 let mut h = HistogramCounts::default();
                 for w in self.workers.iter() {
                     w.requests[route][status].add_to(&mut h);
                 }
                 if h.count() > 0 {
-                    s.requests.push((route, status, h));
+                    s.requests.push((*label, status, h));
                 }
             }
         }
@@ -103,7 +120,7 @@ fn add_all(into: &mut [u64], from: &[Counter]) {
 #[repr(align(128))]
 #[derive(Default)]
 pub struct WorkerMetrics {
-    requests: [[Histogram; STATUSES.len()]; ROUTES.len()],
+    requests: [[Histogram; STATUSES.len()]; MAX_ROUTES],
     bids: [Counter; BID_OUTCOMES.len()],
     fast_path: [Counter; FAST_PATH_RESULTS.len()],
     keys: [Counter; KEY_RESULTS.len()],
@@ -118,9 +135,11 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    /// A request answered: its route label (one of [`ROUTES`]), status and time taken.
-    pub fn request(&self, route: &str, status: u16, took: Duration) {
-        self.requests[route_index(route)][status_index(status)].observe(took);
+    /// A request answered: its route label's index ([`Registry::route_index`]), status and
+    /// time taken.
+    pub fn request(&self, route: usize, status: u16, took: Duration) {
+        debug_assert!(route < MAX_ROUTES);
+        self.requests[route.min(MAX_ROUTES - 1)][status_index(status)].observe(took);
     }
 
     /// A bid decided, by PostgreSQL or by the fast path.
@@ -220,30 +239,56 @@ impl Histogram {
 mod tests {
     use super::*;
 
+    const ROUTES: [&str; 3] = ["/health", "/api/bids", "other"];
+
     #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {
-        let r = Registry::new(2);
+        let r = Registry::new(2, &ROUTES);
         let w = r.worker(1);
-        w.request("/health", 200, Duration::from_micros(50)); // on the bound: le is inclusive
-        w.request("/health", 200, Duration::from_micros(51));
-        w.request("/health", 200, Duration::from_secs(3)); // past the last bound
-        w.request("/nope", 418, Duration::from_millis(1));
+        let health = r.route_index("/health");
+        w.request(health, 200, Duration::from_micros(50)); // on the bound: le is inclusive
+        w.request(health, 200, Duration::from_micros(51));
+        w.request(health, 200, Duration::from_secs(3)); // past the last bound
+        w.request(r.route_index("/nope"), 418, Duration::from_millis(1));
         let s = r.snapshot();
         assert_eq!(s.requests.len(), 2);
         let (route, status, h) = &s.requests[0];
-        assert_eq!((ROUTES[*route], STATUSES[*status]), ("/health", "200"));
+        assert_eq!((*route, STATUSES[*status]), ("/health", "200"));
         assert_eq!(h.buckets[0], 1);
         assert_eq!(h.buckets[1], 1);
         assert_eq!(h.buckets[SLOTS - 1], 1);
         assert_eq!(h.count(), 3);
         assert_eq!(h.sum_nanos, 50_000 + 51_000 + 3_000_000_000);
         let (route, status, _) = &s.requests[1];
-        assert_eq!((ROUTES[*route], STATUSES[*status]), ("other", "other"));
+        assert_eq!((*route, STATUSES[*status]), ("other", "other"));
+    }
+
+    #[test]
+    fn route_labels_by_address_or_text_and_the_last_for_the_rest() {
+        let r = Registry::new(1, &ROUTES);
+        assert_eq!(r.route_index(ROUTES[1]), 1);
+        assert_eq!(r.route_index(&String::from("/api/bids")), 1);
+        assert_eq!(r.route_index("/elsewhere"), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "route labels")]
+    fn more_route_labels_than_the_slots_hold_are_refused() {
+        let many = ["/r"; MAX_ROUTES + 1];
+        Registry::new(1, &many);
+    }
+
+    #[test]
+    fn as_many_route_labels_as_the_slots_hold_are_taken() {
+        let r = Registry::new(1, &["/r"; MAX_ROUTES]);
+        r.worker(0)
+            .request(MAX_ROUTES - 1, 200, Duration::from_micros(1));
+        assert_eq!(r.snapshot().requests.len(), 1);
     }
 
     #[test]
     fn a_scrape_sums_every_worker() {
-        let r = Registry::new(3);
+        let r = Registry::new(3, &ROUTES);
         for w in 0..3 {
             r.worker(w).bid(BidOutcome::Accepted);
             r.worker(w).fast_path(w == 0);
@@ -267,7 +312,7 @@ mod tests {
 
     #[test]
     fn slots_do_not_share_cache_lines() {
-        let r = Registry::new(2);
+        let r = Registry::new(2, &ROUTES);
         let a = r.worker(0) as *const WorkerMetrics as usize;
         let b = r.worker(1) as *const WorkerMetrics as usize;
         assert_eq!(a % 128, 0);

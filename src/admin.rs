@@ -10,8 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::render::{render, ProcessStats, CONTENT_TYPE};
-use super::Registry;
+use crate::metrics::{render, ProcessStats, Registry, CONTENT_TYPE};
 
 /// Largest request head read. A scrape's head is a few hundred bytes; 8 KiB bounds what a stray
 /// client can make the thread buffer.
