@@ -1,6 +1,6 @@
 //! The API's one error type, and the only place that turns errors into status codes and bodies.
 
-use super::json::{write_json_str, write_money_or_null};
+use super::write::{write_json_str, write_money_or_null};
 use crate::domain::auction::Status;
 use crate::domain::money::Money;
 use crate::http::{HttpError, Response};

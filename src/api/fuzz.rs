@@ -2,9 +2,11 @@
 //! property tests: JSON bodies with their money and time fields, and query strings. Each takes
 //! arbitrary bytes and panics only when a property is broken.
 
+use super::auctions::{auction_draft, AuctionBody};
+use super::bids::{bidder_of, BidBody};
 use super::error::ApiError;
+use super::fields as json;
 use super::query::Params;
-use super::{auction_draft, bidder_of, json, AuctionBody, BidBody};
 use crate::domain::money::{Money, MoneyError, MAX_MONEY_CENTS};
 use crate::domain::time::Timestamp;
 

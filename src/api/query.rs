@@ -1,7 +1,7 @@
 //! Query-string parameters: percent-decoded, first occurrence wins, unknown names ignored.
 
 use super::error::ApiError;
-use super::json::{int_in_range, range_error};
+use super::fields::{int_in_range, range_error};
 
 pub struct Params {
     pairs: Vec<(String, String)>,

@@ -2,7 +2,8 @@
 //! the OpenAPI document (`openapi.json`, served at `/openapi.json`) is tested against it, so the
 //! document cannot drift from the routes the server really has.
 
-use super::{ApiResult, WorkerContext};
+use super::context::{ApiResult, WorkerContext};
+use super::{auctions, bids, health};
 use crate::domain::parse_id;
 use crate::http::{Request, Response};
 
@@ -57,31 +58,31 @@ pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
         path: "/ready",
         allow: "GET, HEAD",
-        get: Some(|ctx, _, _| super::ready(ctx)),
+        get: Some(|ctx, _, _| health::ready(ctx)),
         post: None,
     },
     RouteSpec {
         path: "/api/auctions",
         allow: "GET, HEAD, POST",
-        get: Some(|ctx, req, _| super::list_auctions(ctx, req)),
-        post: Some(|ctx, req, _| super::create_auction(ctx, req)),
+        get: Some(|ctx, req, _| auctions::list_auctions(ctx, req)),
+        post: Some(|ctx, req, _| auctions::create_auction(ctx, req)),
     },
     RouteSpec {
         path: "/api/auctions/{id}",
         allow: "GET, HEAD",
-        get: Some(super::get_auction),
+        get: Some(auctions::get_auction),
         post: None,
     },
     RouteSpec {
         path: "/api/bids",
         allow: "POST",
         get: None,
-        post: Some(|ctx, req, _| super::place_bid(ctx, req)),
+        post: Some(|ctx, req, _| bids::place_bid(ctx, req)),
     },
     RouteSpec {
         path: "/api/bids/{auction_id}",
         allow: "GET, HEAD",
-        get: Some(super::list_bids),
+        get: Some(bids::list_bids),
         post: None,
     },
     RouteSpec {
