@@ -1,5 +1,7 @@
-//! Keeping coroutines on their worker: the PostgreSQL and Redis clients' reader and writer
-//! coroutines, and the callers they answer.
+//! Keeping coroutines on their worker, the rule Gavel's thread-per-core design rests on: a
+//! coroutine spawned for a worker runs there (may without work stealing never moves it), and
+//! uses only that worker's connections and state. [`WorkerId`] states the rule once: it spawns
+//! on its worker, waits with a deadline and comes back home, and finds the worker's metrics slot.
 //!
 //! may resumes a coroutine blocked on a socket on the worker whose epoll watches the socket's
 //! descriptor (`fd % workers`), a coroutine woken by another one on the waker's worker, and a
@@ -25,9 +27,112 @@ pub const FD_ALIGN_MAX_TRIES: usize = 256;
 /// almost always suffices (the helper waits until the caller parks); the rest cover the race.
 pub const HANDOFF_MAX_TRIES: usize = 8;
 
+/// One of may's workers, by the index given to `may::coroutine::Builder::id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WorkerId(usize);
+
+impl From<usize> for WorkerId {
+    fn from(index: usize) -> WorkerId {
+        WorkerId(index)
+    }
+}
+
+impl WorkerId {
+    pub const fn new(index: usize) -> WorkerId {
+        WorkerId(index)
+    }
+
+    pub fn index(self) -> usize {
+        self.0
+    }
+
+    /// Spawns `f` on this worker, where it stays; `stack_words` is in machine words, may's unit.
+    pub fn spawn(
+        self,
+        name: &str,
+        stack_words: usize,
+        f: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
+        spawn_on(self.0, name, stack_words, move || {
+            debug_assert!(
+                self.is_current(),
+                "a coroutine spawned for {self:?} runs elsewhere"
+            );
+            f()
+        })
+    }
+
+    /// Brings the calling coroutine back here after something resumed it on another thread
+    /// (a timed-out wait resumes on may's timer thread).
+    pub fn come_home(self) {
+        return_to(self.0);
+    }
+
+    /// Waits up to `timeout` for a message, and comes back home if the wait timed out.
+    pub fn recv_timeout<T>(
+        self,
+        rx: &may::sync::mpsc::Receiver<T>,
+        timeout: Duration,
+    ) -> Result<T, std::sync::mpsc::RecvTimeoutError> {
+        let r = rx.recv_timeout(timeout);
+        if matches!(r, Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+            self.come_home();
+        }
+        r
+    }
+
+    /// Sleeps for `duration` and comes back home.
+    pub fn sleep(self, duration: Duration) {
+        may::coroutine::sleep(duration);
+        self.come_home();
+    }
+
+    /// A duplicate of `stream` whose descriptor maps to this worker's epoll; see [`on_worker`].
+    pub fn own(self, stream: &TcpStream) -> io::Result<TcpStream> {
+        on_worker(stream, self.0)
+    }
+
+    /// This worker's metrics slot; `None` when metrics are off.
+    pub fn metrics(self) -> Option<&'static crate::metrics::WorkerMetrics> {
+        crate::metrics::worker(self.0)
+    }
+
+    /// Whether the calling code runs on this worker's thread. True as well where that cannot be
+    /// known: outside a coroutine, or before [`record_worker_threads`] ran (tests, tools).
+    pub fn is_current(self) -> bool {
+        if !may::coroutine::is_coroutine() {
+            return true;
+        }
+        let threads = WORKER_THREADS.get();
+        match threads.and_then(|t| t.get(self.0 % t.len())) {
+            Some(home) => *home == std::thread::current().id(),
+            None => true,
+        }
+    }
+}
+
+/// Each worker's thread, indexed by worker, once [`record_worker_threads`] has run.
+static WORKER_THREADS: std::sync::OnceLock<Vec<std::thread::ThreadId>> = std::sync::OnceLock::new();
+
+/// Learns which thread each of may's `workers` workers runs on, so that [`WorkerId::is_current`]
+/// can tell (debug assertions). Call once at start-up, from a thread, after may is configured.
+pub fn record_worker_threads(workers: usize) {
+    let threads = (0..workers)
+        .map(|w| {
+            let builder = may::coroutine::Builder::new().id(w);
+            may::go!(builder, || std::thread::current().id())
+                .ok()
+                .and_then(|h| h.join().ok())
+        })
+        .collect::<Option<Vec<_>>>();
+    if let Some(threads) = threads {
+        let _ = WORKER_THREADS.set(threads);
+    }
+}
+
 /// Spawns on the given worker so the coroutine never leaves it (may runs without work stealing).
 /// `stack_words` is in machine words, may's unit.
-pub fn spawn_on(
+fn spawn_on(
     worker: usize,
     name: &str,
     stack_words: usize,
@@ -42,7 +147,7 @@ pub fn spawn_on(
 
 /// A duplicate of `stream` whose descriptor maps to `worker`'s epoll: with aligned descriptors
 /// the reader and writer stay on `worker`, and so do the callers they wake.
-pub fn on_worker(stream: &TcpStream, worker: usize) -> io::Result<TcpStream> {
+fn on_worker(stream: &TcpStream, worker: usize) -> io::Result<TcpStream> {
     let workers = may::config().get_workers().max(1);
     // Held until a match is found so that each try yields a new descriptor number.
     let mut misses = Vec::new();
@@ -127,7 +232,7 @@ pub(crate) fn dup_for_worker(fd: RawFd, worker: usize) -> io::Result<OwnedFd> {
 /// itself). So the helper waits until the caller is about to park, then yields to its worker's
 /// queue a few times (twice as many on each retry) before waking it, and the caller checks
 /// where it woke up.
-pub fn return_to(worker: usize) {
+fn return_to(worker: usize) {
     if !may::coroutine::is_coroutine() {
         return;
     }

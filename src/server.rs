@@ -10,6 +10,7 @@ use crate::http::{self, Cors, ServerConfig};
 use crate::logging;
 use crate::memory;
 use crate::metrics;
+use crate::placement::WorkerId;
 use crate::storage::{self, pg, Store};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -42,6 +43,10 @@ pub fn run(cfg: Config) -> i32 {
         .set_pool_capacity(COROUTINE_POOL_CAPACITY)
         .set_workers(cfg.workers)
         .set_worker_pin(cfg.pin_workers);
+    // Lets debug builds assert that a worker's coroutines run on its thread.
+    if cfg!(debug_assertions) {
+        crate::placement::record_worker_threads(cfg.workers);
+    }
 
     // Bound before the database is touched, so a taken admin port stops start-up at once; the
     // registry exists before any client is made, so each one finds its worker's slot.
@@ -158,14 +163,16 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map_err(|e| format!("cannot start database preparation: {e}"))?
         .join()
         .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
-    storage::sweep::start(&pg, 0).map_err(|e| format!("cannot start the key sweeper: {e}"))?;
+    storage::sweep::start(&pg, WorkerId::new(0))
+        .map_err(|e| format!("cannot start the key sweeper: {e}"))?;
     let handles: Vec<_> = (0..cfg.workers)
-        .map(|worker| {
+        .map(|index| {
+            let worker = WorkerId::new(index);
             let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());
             let auth = auth.clone();
             // It authenticates to PostgreSQL (SCRAM), so it gets the client's own stack size.
             let builder = may::coroutine::Builder::new()
-                .id(worker)
+                .id(worker.index())
                 .stack_size(pg::limits::LIMITS.coroutine_stack_words);
             // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
             unsafe {
@@ -177,7 +184,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
                         store,
                         cache,
                         auth,
-                        metrics: metrics::worker(worker),
+                        metrics: worker.metrics(),
                     }))
                 })
             }

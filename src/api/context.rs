@@ -9,11 +9,12 @@ use crate::cache::BidCache;
 use crate::domain::time::Timestamp;
 use crate::http::{HttpError, Request, Response, Service, UNROUTED};
 use crate::metrics::WorkerMetrics;
+use crate::placement::WorkerId;
 use crate::storage::Store;
 
 /// What one worker's request handlers share: its own database connections and cache client.
 pub struct WorkerContext {
-    pub worker: usize,
+    pub worker: WorkerId,
     pub store: Store,
     /// `None` when Redis is off.
     pub cache: Option<BidCache>,

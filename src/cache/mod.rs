@@ -18,6 +18,7 @@ pub mod client;
 use crate::domain::auction::BidState;
 use crate::domain::money::Money;
 use crate::domain::time::Timestamp;
+use crate::placement::WorkerId;
 use client::{Client, RedisConfig};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -70,7 +71,7 @@ pub enum CacheStatus {
 
 impl BidCache {
     /// `instance` names the database, so two databases sharing one Redis never share a key.
-    pub fn new(cfg: RedisConfig, instance: &str, worker: usize) -> BidCache {
+    pub fn new(cfg: RedisConfig, instance: &str, worker: WorkerId) -> BidCache {
         BidCache {
             client: Client::new(cfg, worker),
             prefix: format!("gavel:{instance}:auction:"),

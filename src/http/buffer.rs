@@ -77,6 +77,8 @@ impl ReadBuf {
     /// Records `n` bytes read into the slice [`spare`](Self::spare) returned.
     pub(crate) fn commit(&mut self, n: usize) {
         self.end = (self.end + n).min(self.data.len());
+        debug_assert!(self.start <= self.end);
+        debug_assert!(self.end - self.start <= READ_BUFFER_MAX_BYTES);
     }
 
     /// Frees the allocation; only meaningful while nothing is buffered.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::error::{LinkError, LinkFailure};
 use super::link::{lock, spawn_on, Link};
 use super::protocol::{ErrorOf, Observer, Protocol};
+use crate::placement::WorkerId;
 
 /// One worker's connection to one server. While the link is down, calls fail at once with
 /// `Unavailable` and a single background coroutine on the worker reconnects with exponential
@@ -17,7 +18,7 @@ pub struct Client<P: Protocol> {
 
 struct Inner<P: Protocol> {
     cfg: P::Config,
-    worker: usize,
+    worker: WorkerId,
     link: Mutex<Option<Arc<Link<P>>>>,
     /// True while the reconnect coroutine runs, so there is only ever one.
     reconnecting: AtomicBool,
@@ -29,7 +30,11 @@ struct Inner<P: Protocol> {
 
 impl<P: Protocol> Client<P> {
     /// Starts connecting in the background on `worker` and returns at once.
-    pub fn start(cfg: P::Config, worker: usize, observer: Option<Arc<dyn Observer>>) -> Client<P> {
+    pub fn start(
+        cfg: P::Config,
+        worker: WorkerId,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Client<P> {
         let client = Self::idle(cfg, worker, observer);
         client.inner.ensure_reconnecting();
         client
@@ -39,7 +44,7 @@ impl<P: Protocol> Client<P> {
     /// process); later breaks heal in the background like `start`.
     pub fn start_connected(
         cfg: P::Config,
-        worker: usize,
+        worker: WorkerId,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Client<P>, ErrorOf<P>> {
         let client = Self::idle(cfg, worker, observer);
@@ -50,7 +55,7 @@ impl<P: Protocol> Client<P> {
         Ok(client)
     }
 
-    fn idle(cfg: P::Config, worker: usize, observer: Option<Arc<dyn Observer>>) -> Client<P> {
+    fn idle(cfg: P::Config, worker: WorkerId, observer: Option<Arc<dyn Observer>>) -> Client<P> {
         Client {
             inner: Arc::new(Inner {
                 cfg,
@@ -100,7 +105,7 @@ impl<P: Protocol> Client<P> {
     }
 
     /// The worker that owns the client.
-    pub fn worker(&self) -> usize {
+    pub fn worker(&self) -> WorkerId {
         self.inner.worker
     }
 
@@ -176,8 +181,9 @@ fn reconnect_loop<P: Protocol>(weak: Weak<Inner<P>>) {
             }
             return;
         }
+        let worker = inner.worker;
         drop(inner);
-        may::coroutine::sleep(backoff);
+        worker.sleep(backoff);
         backoff = (backoff * 2).min(max);
     }
 }

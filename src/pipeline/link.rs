@@ -18,7 +18,7 @@ use may::sync::Semphore;
 use super::error::{Failure, LinkError, LinkFailure};
 use super::handshake::{is_timeout, read_into, Handshake};
 use super::protocol::{Decoder, ErrorOf, Observer, Protocol, RequestOf, Waiting};
-use crate::placement::{on_worker, return_to};
+use crate::placement::WorkerId;
 
 /// Run once when a link breaks, with the reason, from its reader or writer coroutine.
 pub type OnBreak = Box<dyn FnOnce(&str) + Send>;
@@ -27,7 +27,7 @@ pub type OnBreak = Box<dyn FnOnce(&str) + Send>;
 pub struct Link<P: Protocol> {
     shared: Arc<Shared<P>>,
     session: P::Session,
-    worker: usize,
+    worker: WorkerId,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -70,19 +70,19 @@ impl<P: Protocol> Link<P> {
     /// breaks (not when it is dropped).
     pub fn open(
         cfg: &P::Config,
-        worker: usize,
+        worker: WorkerId,
         on_break: Option<OnBreak>,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Arc<Link<P>>, ErrorOf<P>> {
         let link = Link::establish(cfg, worker, on_break, observer);
         // Connecting blocked on a socket whose epoll may belong to another worker.
-        return_to(worker);
+        worker.come_home();
         link
     }
 
     fn establish(
         cfg: &P::Config,
-        worker: usize,
+        worker: WorkerId,
         on_break: Option<OnBreak>,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Arc<Link<P>>, ErrorOf<P>> {
@@ -114,7 +114,8 @@ impl<P: Protocol> Link<P> {
         let (tx, rx) = channel();
         let queued = self.observer.as_ref().map(|_| Instant::now());
         self.shared.submit(encode, request(tx), patience)?;
-        match rx.recv_timeout(patience) {
+        // A timed-out wait resumes on may's timer thread: the worker handle brings it home.
+        match self.worker.recv_timeout(&rx, patience) {
             Ok(reply) => {
                 // Only what the server answered is a round trip; a link that broke under the
                 // request is counted as a failure by the client.
@@ -129,11 +130,7 @@ impl<P: Protocol> Link<P> {
                 }
                 reply
             }
-            Err(RecvTimeoutError::Timeout) => {
-                // may's timer thread resumes timed-out coroutines on an arbitrary worker.
-                return_to(self.worker);
-                Err(LinkError::Timeout.into())
-            }
+            Err(RecvTimeoutError::Timeout) => Err(LinkError::Timeout.into()),
             Err(RecvTimeoutError::Disconnected) => {
                 Err(LinkError::Unavailable("connection lost before the reply".into()).into())
             }
@@ -167,7 +164,7 @@ impl<P: Protocol> Link<P> {
         self.shared.batches.load(Ordering::Relaxed)
     }
 
-    pub fn worker(&self) -> usize {
+    pub fn worker(&self) -> WorkerId {
         self.worker
     }
 }
@@ -272,13 +269,13 @@ impl<P: Protocol> Shared<P> {
 /// Hands the socket to a reader and a writer coroutine on `worker`.
 fn start<P: Protocol>(
     hs: Handshake,
-    worker: usize,
+    worker: WorkerId,
     on_break: Option<OnBreak>,
 ) -> Result<Arc<Shared<P>>, LinkError> {
     let setup = |e: io::Error| LinkError::Unavailable(format!("cannot set up the socket: {e}"));
     let limits = P::LIMITS;
-    let reader = on_worker(&hs.stream, worker).map_err(setup)?;
-    let writer = on_worker(&hs.stream, worker).map_err(setup)?;
+    let reader = worker.own(&hs.stream).map_err(setup)?;
+    let writer = worker.own(&hs.stream).map_err(setup)?;
     let socket = hs.stream.inner().try_clone().map_err(setup)?;
     drop(hs.stream);
     reader
@@ -315,12 +312,13 @@ fn start<P: Protocol>(
 /// Spawns one of the protocol's coroutines (`role`: reader, writer, reconnect) on `worker`,
 /// where it stays (may runs without work stealing).
 pub(super) fn spawn_on<P: Protocol>(
-    worker: usize,
+    worker: WorkerId,
     role: &str,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<(), LinkError> {
     let name = format!("{}-{role}", P::NAME);
-    crate::placement::spawn_on(worker, &name, P::LIMITS.coroutine_stack_words, f)
+    worker
+        .spawn(&name, P::LIMITS.coroutine_stack_words, f)
         .map_err(|e| LinkError::Unavailable(format!("cannot start the {name} coroutine: {e}")))
 }
 

@@ -14,6 +14,10 @@ use bytes::{Buf, BytesMut};
 use may::sync::mpsc::{channel, Receiver, Sender};
 
 use super::*;
+use crate::placement::WorkerId;
+
+/// The worker the tests' coroutines and links run on.
+const HOME: WorkerId = WorkerId::new(0);
 
 /// What a call of the toy protocol can fail with.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,7 +254,7 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 fn replies_reach_their_callers_in_order() {
     let port = server(echo);
     coroutine(move || {
-        let link = Link::<Lines>::open(&port, 0, None, None).unwrap();
+        let link = Link::<Lines>::open(&port, HOME, None, None).unwrap();
         let handles: Vec<_> = (0..64)
             .map(|i| {
                 let link = link.clone();
@@ -305,7 +309,7 @@ fn a_break_answers_every_waiting_request_once() {
         let hook: OnBreak = Box::new(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
         });
-        let link = Link::<Lines>::open(&port, 0, Some(hook), None).unwrap();
+        let link = Link::<Lines>::open(&port, HOME, Some(hook), None).unwrap();
         let rx = queue(&link, &["a", "b", "c", "d", "e"]);
         let replies: Vec<Reply> = rx.iter().map(|rx| rx.recv().unwrap()).collect();
         assert_eq!(replies[0], Ok("a".into()));
@@ -331,7 +335,7 @@ fn a_reply_that_cannot_be_followed_fails_its_request_and_breaks_the_link() {
         while conn.line().is_some() {}
     });
     coroutine(move || {
-        let link = Link::<Lines>::open(&port, 0, None, None).unwrap();
+        let link = Link::<Lines>::open(&port, HOME, None, None).unwrap();
         let rx = queue(&link, &["a", "b", "c"]);
         let replies: Vec<Reply> = rx.iter().map(|rx| rx.recv().unwrap()).collect();
         assert_eq!(replies[0], Ok("a".into()));
@@ -346,7 +350,7 @@ fn a_reply_that_cannot_be_followed_fails_its_request_and_breaks_the_link() {
 fn busy_at_max_in_flight_and_not_before() {
     let port = server(|_, mut conn| while conn.line().is_some() {});
     coroutine(move || {
-        let link = Link::<Lines>::open(&port, 0, None, None).unwrap();
+        let link = Link::<Lines>::open(&port, HOME, None, None).unwrap();
         let names: Vec<String> = (0..MAX_IN_FLIGHT).map(|i| i.to_string()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let _rx = queue(&link, &names);
@@ -361,7 +365,7 @@ fn busy_at_max_in_flight_and_not_before() {
 fn a_silent_server_times_the_caller_out_then_breaks_the_link() {
     let port = server(|_, mut conn| while conn.line().is_some() {});
     coroutine(move || {
-        let link = Link::<Lines>::open(&port, 0, None, None).unwrap();
+        let link = Link::<Lines>::open(&port, HOME, None, None).unwrap();
         let patience = Duration::from_millis(30);
         let r = link.call(line("anyone?"), |tx| tx, patience);
         assert_eq!(r, Err(TestError::Link(LinkError::Timeout)));
@@ -388,7 +392,7 @@ fn closing_sends_what_is_queued_then_the_farewell_and_is_no_break() {
         let hook: OnBreak = Box::new(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
         });
-        let link = Link::<Lines>::open(&port, 0, Some(hook), None).unwrap();
+        let link = Link::<Lines>::open(&port, HOME, Some(hook), None).unwrap();
         let _rx = queue(&link, &["x", "y"]);
         drop(link);
         assert_eq!(breaks.load(Ordering::SeqCst), 0);
@@ -430,7 +434,7 @@ fn a_client_heals_after_its_link_breaks() {
     coroutine(move || {
         let counts = Arc::new(Counts::default());
         let client =
-            Client::<Lines>::start_connected(port, 0, Some(counts.clone() as Arc<dyn Observer>))
+            Client::<Lines>::start_connected(port, HOME, Some(counts.clone() as Arc<dyn Observer>))
                 .unwrap();
         let ask = |text: &str| client.with(|l| l.call(line(text), |tx| tx, Duration::from_secs(2)));
         assert_eq!(ask("one"), Ok("one".into()));
@@ -452,7 +456,7 @@ fn a_client_without_a_server_fails_at_once_and_counts_it() {
         .port();
     coroutine(move || {
         let counts = Arc::new(Counts::default());
-        let client = Client::<Lines>::start(port, 0, Some(counts.clone() as Arc<dyn Observer>));
+        let client = Client::<Lines>::start(port, HOME, Some(counts.clone() as Arc<dyn Observer>));
         let started = Instant::now();
         let r = client.with(|l| l.call(line("x"), |tx| tx, Duration::from_secs(5)));
         assert!(is_unavailable(&r), "{r:?}");

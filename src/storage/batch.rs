@@ -8,6 +8,7 @@ use super::coalesce::{Coalescer, Spec};
 use super::pg::Client;
 use super::StoreError;
 use crate::domain::bid::{BidDecision, BidInput};
+use crate::placement::WorkerId;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +34,7 @@ impl BidBatcher {
     /// Starts the worker's batcher coroutine on `worker`, deciding bids on `client`.
     pub fn start(
         client: Arc<Client>,
-        worker: usize,
+        worker: WorkerId,
         db_timeout: Duration,
     ) -> io::Result<BidBatcher> {
         let decide = move |bids: &[BidInput]| bids::place_bids(&client, bids);

@@ -42,6 +42,7 @@ pub fn place_bids(client: &Client, bids: &[BidInput]) -> Result<Vec<BidDecision>
             .ok()
             .filter(|&i| i < bids.len())
             .ok_or_else(|| StoreError::internal("bid batch answered an unknown position"))?;
+        debug_assert!(decided[i].is_none(), "a bid answered twice");
         decided[i] = Some(bid_decision(row, &bids[i])?);
     }
     decided

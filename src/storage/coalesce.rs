@@ -4,6 +4,7 @@
 //! still gets its own answer, and none is answered before the statement that decided it returned.
 
 use super::StoreError;
+use crate::placement::WorkerId;
 use may::sync::mpsc::{channel, Receiver, Sender};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,13 +49,18 @@ pub struct Coalescer<I, O> {
     max_queued: usize,
     name: &'static str,
     wait: Duration,
-    worker: usize,
+    worker: WorkerId,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
     /// Starts the coalescing coroutine on `worker`; `decide` runs one statement for a batch and
     /// returns one answer for each input, in order.
-    pub fn start<F>(spec: &Spec, worker: usize, db_timeout: Duration, decide: F) -> io::Result<Self>
+    pub fn start<F>(
+        spec: &Spec,
+        worker: WorkerId,
+        db_timeout: Duration,
+        decide: F,
+    ) -> io::Result<Self>
     where
         F: Fn(&[I]) -> Result<Vec<O>, StoreError> + Send + 'static,
     {
@@ -62,7 +68,7 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
         let queued = Arc::new(AtomicUsize::new(0));
         let counter = queued.clone();
         let max_batch = spec.max_batch;
-        crate::placement::spawn_on(worker, spec.name, COALESCER_STACK_WORDS, move || {
+        worker.spawn(spec.name, COALESCER_STACK_WORDS, move || {
             run(&rx, &counter, max_batch, &decide)
         })?;
         Ok(Coalescer {
@@ -94,17 +100,14 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(self.stopped());
         }
-        match answer.recv_timeout(self.wait) {
+        // A timed-out wait resumes on may's timer thread: the handle brings it home.
+        match self.worker.recv_timeout(&answer, self.wait) {
             Ok(answer) => answer,
             Err(RecvTimeoutError::Disconnected) => Err(self.stopped()),
-            Err(RecvTimeoutError::Timeout) => {
-                // A timed-out wait resumes on may's timer thread; go home before going on.
-                crate::placement::return_to(self.worker);
-                Err(StoreError::Unavailable(format!(
-                    "no answer from the {} in time",
-                    self.name
-                )))
-            }
+            Err(RecvTimeoutError::Timeout) => Err(StoreError::Unavailable(format!(
+                "no answer from the {} in time",
+                self.name
+            ))),
         }
     }
 
@@ -129,6 +132,7 @@ fn run<I, O>(
             }
         }
         queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        debug_assert!(batch.len() <= max_batch);
         drop_expired(&mut batch, Instant::now());
         if !batch.is_empty() {
             answer(&mut batch, decide);

@@ -20,6 +20,7 @@ use crate::domain::bid::{BidDecision, BidInput};
 use crate::domain::idempotency::{KeyClaim, Keyed};
 use crate::domain::page::{Page, PageQuery};
 use crate::domain::time::Timestamp;
+use crate::placement::WorkerId;
 use auctions::CreatedAuction;
 use batch::BidBatcher;
 use pg::{Client, Config, PgError};
@@ -91,7 +92,7 @@ pub struct Store {
 impl Store {
     /// Opens the worker's connections and starts its bid batcher; must run in a coroutine on that
     /// worker.
-    pub fn connect(cfg: &Config, worker: usize) -> Result<Store, PgError> {
+    pub fn connect(cfg: &Config, worker: WorkerId) -> Result<Store, PgError> {
         let write = Arc::new(Client::connect_now(cfg.clone(), STATEMENTS, worker)?);
         let read = Arc::new(Client::connect_now(cfg.clone(), STATEMENTS, worker)?);
         let bids = BidBatcher::start(write.clone(), worker, cfg.query_timeout)

@@ -11,6 +11,7 @@ use super::StoreError;
 use super::{auctions, bid_pages};
 use crate::domain::auction::{Auction, Bid};
 use crate::domain::page::{Page, PageQuery};
+use crate::placement::WorkerId;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub struct BidPageReader(Coalescer<PageQuery, Option<Page<Bid>>>);
 
 impl BidPageReader {
     /// Starts the worker's page reader coroutine on `worker`, reading on `client`.
-    pub fn start(client: Arc<Client>, worker: usize, db_timeout: Duration) -> io::Result<Self> {
+    pub fn start(client: Arc<Client>, worker: WorkerId, db_timeout: Duration) -> io::Result<Self> {
         let decide = move |pages: &[PageQuery]| page_batch(&client, pages);
         Coalescer::start(&PAGES_SPEC, worker, db_timeout, decide).map(BidPageReader)
     }
@@ -82,7 +83,7 @@ pub struct AuctionReader(Coalescer<i64, Option<Auction>>);
 
 impl AuctionReader {
     /// Starts the worker's reader coroutine on `worker`, reading on `client`.
-    pub fn start(client: Arc<Client>, worker: usize, db_timeout: Duration) -> io::Result<Self> {
+    pub fn start(client: Arc<Client>, worker: WorkerId, db_timeout: Duration) -> io::Result<Self> {
         let decide = move |ids: &[i64]| read_batch(&client, ids);
         Coalescer::start(&SPEC, worker, db_timeout, decide).map(AuctionReader)
     }

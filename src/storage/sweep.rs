@@ -5,7 +5,7 @@
 use super::pg::{Client, Config};
 use super::{keys, STATEMENTS};
 use crate::metrics::WorkerMetrics;
-use crate::placement;
+use crate::placement::WorkerId;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -25,22 +25,21 @@ const SWEEP_PAUSE_MILLIS: u64 = 10;
 const SWEEPER_STACK_WORDS: usize = 16 * 1024;
 
 /// Starts the sweeper on `worker`; its first sweep runs at once.
-pub fn start(cfg: &Config, worker: usize) -> io::Result<()> {
+pub fn start(cfg: &Config, worker: WorkerId) -> io::Result<()> {
     let cfg = cfg.clone();
-    placement::spawn_on(worker, "key-sweeper", SWEEPER_STACK_WORDS, move || {
+    worker.spawn("key-sweeper", SWEEPER_STACK_WORDS, move || {
         let client = Client::connect_now(cfg.clone(), STATEMENTS, worker)
             .unwrap_or_else(|_| Client::new(cfg, STATEMENTS, worker));
-        let metrics = crate::metrics::worker(worker);
+        let metrics = worker.metrics();
         loop {
             sweep(&client, worker, metrics);
-            may::coroutine::sleep(Duration::from_secs(SWEEP_INTERVAL_SECS));
-            placement::return_to(worker);
+            worker.sleep(Duration::from_secs(SWEEP_INTERVAL_SECS));
         }
     })
 }
 
 /// Deletes expired keys batch by batch until a batch comes back short.
-fn sweep(client: &Client, worker: usize, metrics: Option<&WorkerMetrics>) {
+fn sweep(client: &Client, worker: WorkerId, metrics: Option<&WorkerMetrics>) {
     loop {
         let started = Instant::now();
         let swept = keys::sweep_keys(client, SWEEP_BATCH_ROWS);
@@ -53,8 +52,7 @@ fn sweep(client: &Client, worker: usize, metrics: Option<&WorkerMetrics>) {
                 let pause = started
                     .elapsed()
                     .max(Duration::from_millis(SWEEP_PAUSE_MILLIS));
-                may::coroutine::sleep(pause);
-                placement::return_to(worker);
+                worker.sleep(pause);
             }
             Err(e) => {
                 crate::logging::warn(

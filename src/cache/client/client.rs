@@ -9,6 +9,7 @@ use super::conn::{Connection, Resp};
 use super::error::CacheError;
 use crate::metrics::Backend;
 use crate::pipeline;
+use crate::placement::WorkerId;
 
 /// One worker's connection to Redis. While the connection is down, commands fail at once with
 /// `Unavailable` and a single background coroutine on the worker reconnects with exponential
@@ -21,7 +22,8 @@ const _: () = pipeline::shareable::<(Client, Connection, RedisConfig, CacheError
 
 impl pipeline::Client<Resp> {
     /// Starts connecting in the background on `worker` and returns at once.
-    pub fn new(cfg: RedisConfig, worker: usize) -> Client {
+    pub fn new(cfg: RedisConfig, worker: impl Into<WorkerId>) -> Client {
+        let worker = worker.into();
         Client::start(
             cfg,
             worker,

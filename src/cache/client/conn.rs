@@ -13,6 +13,7 @@ use super::error::CacheError;
 use super::limits::LIMITS;
 use super::resp::{decode, Framer, Reply};
 use crate::pipeline::{Decoder, Endpoint, Handshake, Link, Protocol, Waiting};
+use crate::placement::WorkerId;
 
 /// Where a command's reply goes; `None` for `send`: the reply is read and dropped.
 pub type Request = Option<Sender<Reply>>;
@@ -56,8 +57,11 @@ impl Link<Resp> {
     /// Connects, authenticates (AUTH, with the username when one is given), selects the
     /// database when it is not 0 and checks the server with PING, all within
     /// `cfg.connect_timeout`; then starts the reader and writer coroutines on `worker`.
-    pub fn connect(cfg: &RedisConfig, worker: usize) -> Result<Arc<Connection>, CacheError> {
-        Link::open(cfg, worker, None, None)
+    pub fn connect(
+        cfg: &RedisConfig,
+        worker: impl Into<WorkerId>,
+    ) -> Result<Arc<Connection>, CacheError> {
+        Link::open(cfg, worker.into(), None, None)
     }
 
     /// Runs `cmd` and waits up to the configured command timeout for its reply.

@@ -9,6 +9,7 @@ use super::error::PgError;
 use super::row::Row;
 use crate::metrics::Backend;
 use crate::pipeline;
+use crate::placement::WorkerId;
 
 /// One worker's connection to PostgreSQL. While the connection is down, requests fail at once
 /// with `Unavailable` and a single background coroutine on the worker reconnects with
@@ -20,7 +21,8 @@ const _: () = pipeline::shareable::<(Client, Connection, Row, PgError)>();
 
 impl pipeline::Client<Postgres> {
     /// Starts connecting in the background on `worker` and returns at once.
-    pub fn new(cfg: Config, statements: Statements, worker: usize) -> Client {
+    pub fn new(cfg: Config, statements: Statements, worker: impl Into<WorkerId>) -> Client {
+        let worker = worker.into();
         let observer = crate::metrics::observer(worker, Backend::Postgres);
         Client::start(Target { cfg, statements }, worker, observer)
     }
@@ -30,8 +32,9 @@ impl pipeline::Client<Postgres> {
     pub fn connect_now(
         cfg: Config,
         statements: Statements,
-        worker: usize,
+        worker: impl Into<WorkerId>,
     ) -> Result<Client, PgError> {
+        let worker = worker.into();
         let observer = crate::metrics::observer(worker, Backend::Postgres);
         Client::start_connected(Target { cfg, statements }, worker, observer)
     }

@@ -20,6 +20,7 @@ use super::error::{server_error, PgError};
 use super::limits::LIMITS;
 use super::row::Row;
 use crate::pipeline::{Endpoint, Handshake, Link, Protocol};
+use crate::placement::WorkerId;
 
 /// A statement prepared on every (re)connection of the connections given it, and run by naming
 /// it: declare each one as a `static` beside the code that runs it, and list it in the slice given
@@ -102,13 +103,13 @@ impl Link<Postgres> {
     pub fn connect(
         cfg: &Config,
         statements: Statements,
-        worker: usize,
+        worker: impl Into<WorkerId>,
     ) -> Result<Arc<Connection>, PgError> {
         let target = Target {
             cfg: cfg.clone(),
             statements,
         };
-        Link::open(&target, worker, None, None)
+        Link::open(&target, worker.into(), None, None)
     }
 
     /// Runs the prepared statement `stmt` with `params` (binary in, binary out).
