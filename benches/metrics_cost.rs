@@ -16,8 +16,7 @@ fn per(t: Instant) -> f64 {
 }
 
 fn main() {
-    let routes = gavel::api::routes::route_labels();
-    let r = Registry::new(1, &routes);
+    let r = Registry::new(1, gavel::api::report::labels());
     let w = black_box(r.worker(0));
     let t = Instant::now();
     for i in 0..ROUNDS {

@@ -18,7 +18,7 @@ pub mod fuzz;
 pub mod health;
 pub mod idempotency;
 mod query;
-mod report;
+pub mod report;
 pub mod routes;
 pub mod write;
 

@@ -23,9 +23,9 @@
 //! path is the branch on it. Comparing a run with `off` against one with metrics on therefore
 //! measures what counting costs.
 //!
-//! Label values come from fixed, small sets (the route labels the API registers at [`install`],
-//! [`STATUSES`], the outcome and error kinds below): no auction, user or request id ever becomes
-//! a label. The layers report through observers they define ([`crate::http::Observer`],
+//! Label values come from fixed, small sets (the [`Labels`] the API registers at [`install`],
+//! [`STATUSES`], the pipeline's error kinds): no auction, user or request id ever becomes a
+//! label, and this module holds no copy of another layer's words to keep in step. The layers report through observers they define ([`crate::http::Observer`],
 //! [`crate::pipeline::Observer`]); this module implements them, and never calls into a layer.
 
 mod registry;
@@ -98,36 +98,23 @@ pub fn status_index(status: u16) -> usize {
     }
 }
 
-/// How a bid was decided: the `outcome` label of `gavel_bids_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BidOutcome {
-    Accepted = 0,
-    TooLow = 1,
-    NotOpen = 2,
-    Forbidden = 3,
-    NotFound = 4,
+/// Most values one registered label set may have: its counters are a fixed array per worker.
+/// Gavel's largest set (bid outcomes) has 5.
+pub const MAX_LABEL_VALUES: usize = 8;
+
+/// The label values the API registers at start-up, for the series it reports into. Each set is
+/// the API's own, beside the enum it indexes; metrics only counts by position in it.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    /// The `route` label of request latencies; the last one stands for any other route.
+    pub routes: Vec<&'static str>,
+    /// The `outcome` label of `gavel_bids_total`.
+    pub bid_outcomes: &'static [&'static str],
+    /// The `result` label of `gavel_idempotent_requests_total`.
+    pub key_results: &'static [&'static str],
+    /// The `result` label of `gavel_bid_fast_path_total`.
+    pub fast_path: &'static [&'static str],
 }
-
-/// Label values of [`BidOutcome`], in its order.
-pub const BID_OUTCOMES: [&str; 5] = ["accepted", "too_low", "not_open", "forbidden", "not_found"];
-
-/// Label values of `gavel_bid_fast_path_total`: answered from Redis, or sent on to PostgreSQL.
-pub const FAST_PATH_RESULTS: [&str; 2] = ["hit", "miss"];
-
-/// What came of a request with an `Idempotency-Key`: the `result` label of
-/// `gavel_idempotent_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyResult {
-    /// Decided now; its answer is stored with the key.
-    Fresh = 0,
-    /// The stored answer of an earlier request, sent again.
-    Replayed = 1,
-    /// The key was already used with another request (422).
-    Mismatch = 2,
-}
-
-/// Label values of [`KeyResult`], in its order.
-pub const KEY_RESULTS: [&str; 3] = ["fresh", "replayed", "mismatch"];
 
 /// The error kinds of the clients' counters: the pipeline's own words and labels.
 pub use crate::pipeline::Failure as ErrorKind;
@@ -215,8 +202,8 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// Allocates the slots of `workers` workers and turns counting on; later calls return the
 /// registry made by the first.
-pub fn install(workers: usize, routes: &[&'static str]) -> &'static Registry {
-    REGISTRY.get_or_init(|| Registry::new(workers, routes))
+pub fn install(workers: usize, labels: Labels) -> &'static Registry {
+    REGISTRY.get_or_init(|| Registry::new(workers, labels))
 }
 
 /// The registry, when metrics are on.
@@ -259,9 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn outcome_and_kind_labels_follow_their_enums() {
-        assert_eq!(BID_OUTCOMES[BidOutcome::NotFound as usize], "not_found");
-        assert_eq!(BID_OUTCOMES[BidOutcome::TooLow as usize], "too_low");
+    fn kind_labels_follow_their_enum() {
         assert_eq!(ERROR_KINDS[ErrorKind::Auth as usize], "auth");
         assert_eq!(ERROR_KINDS[ErrorKind::Server as usize], "server");
     }

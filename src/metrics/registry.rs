@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::render::{HistogramCounts, Snapshot};
-use super::{nanos, status_index, BidOutcome, ErrorKind, KeyResult, MAX_ROUTES};
-use super::{BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, KEY_RESULTS, LATENCY_BUCKETS, STATUSES};
+use super::{nanos, status_index, ErrorKind, Labels, MAX_LABEL_VALUES, MAX_ROUTES};
+use super::{ERROR_KINDS, LATENCY_BUCKETS, STATUSES};
 
 /// Buckets of a histogram slot: one per bound, plus the overflow (`+Inf` only).
 const SLOTS: usize = LATENCY_BUCKETS.len() + 1;
@@ -13,25 +13,33 @@ const SLOTS: usize = LATENCY_BUCKETS.len() + 1;
 /// Every worker's slot, allocated once.
 pub struct Registry {
     workers: Box<[WorkerMetrics]>,
-    /// The route labels the API registered; the last one stands for any other.
-    routes: Box<[&'static str]>,
+    /// The label sets the API registered.
+    labels: Labels,
     /// Taken when the registry is made, at start-up: `process_start_time_seconds`.
     started: SystemTime,
 }
 
 impl Registry {
-    /// Slots for `workers` workers (at least one), counting requests under `routes` (at most
-    /// `MAX_ROUTES`, the last of which stands for any other route).
-    pub fn new(workers: usize, routes: &[&'static str]) -> Registry {
+    /// Slots for `workers` workers (at least one), counting under `labels`: at most
+    /// `MAX_ROUTES` routes, the last of which stands for any other route, and at most
+    /// `MAX_LABEL_VALUES` values in each other set.
+    pub fn new(workers: usize, labels: Labels) -> Registry {
+        let routes = labels.routes.len();
         assert!(
-            !routes.is_empty() && routes.len() <= MAX_ROUTES,
+            (1..=MAX_ROUTES).contains(&routes),
             "between 1 and {MAX_ROUTES} route labels"
         );
+        for set in [labels.bid_outcomes, labels.key_results, labels.fast_path] {
+            assert!(
+                set.len() <= MAX_LABEL_VALUES,
+                "at most {MAX_LABEL_VALUES} label values in a set"
+            );
+        }
         Registry {
             workers: (0..workers.max(1))
                 .map(|_| WorkerMetrics::default())
                 .collect(),
-            routes: routes.into(),
+            labels,
             started: SystemTime::now(),
         }
     }
@@ -50,11 +58,12 @@ impl Registry {
     pub fn route_index(&self, route: &str) -> usize {
         // The API hands back the very strings it registered: comparing addresses first skips
         // the string comparisons on the request path.
-        self.routes
+        let routes = &self.labels.routes;
+        routes
             .iter()
             .position(|r| std::ptr::eq(*r, route))
-            .or_else(|| self.routes.iter().position(|r| *r == route))
-            .unwrap_or(self.routes.len() - 1)
+            .or_else(|| routes.iter().position(|r| *r == route))
+            .unwrap_or(routes.len() - 1)
     }
 
     /// Every slot summed. The values are read one by one while workers keep writing, so a scrape
@@ -63,9 +72,9 @@ impl Registry {
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot {
             requests: Vec::new(),
-            bids: [0; BID_OUTCOMES.len()],
-            fast_path: [0; FAST_PATH_RESULTS.len()],
-            keys: [0; KEY_RESULTS.len()],
+            bids: labelled(self.labels.bid_outcomes),
+            fast_path: labelled(self.labels.fast_path),
+            keys: labelled(self.labels.key_results),
             pg_query: HistogramCounts::default(),
             pg_errors: [0; ERROR_KINDS.len()],
             pg_reconnects: 0,
@@ -81,7 +90,7 @@ impl Registry {
                 .map_or(0.0, |d| d.as_secs_f64()),
             process: None,
         };
-        for (route, label) in self.routes.iter().enumerate() {
+        for (route, label) in self.labels.routes.iter().enumerate() {
             for status in 0..STATUSES.len() {
                 let mut h = HistogramCounts::default();
                 for w in self.workers.iter() {
@@ -93,9 +102,9 @@ impl Registry {
             }
         }
         for w in self.workers.iter() {
-            add_all(&mut s.bids, &w.bids);
-            add_all(&mut s.fast_path, &w.fast_path);
-            add_all(&mut s.keys, &w.keys);
+            add_labelled(&mut s.bids, &w.bids);
+            add_labelled(&mut s.fast_path, &w.fast_path);
+            add_labelled(&mut s.keys, &w.keys);
             w.pg_query.add_to(&mut s.pg_query);
             add_all(&mut s.pg_errors, &w.pg_errors);
             s.pg_reconnects += w.pg_reconnects.get();
@@ -106,6 +115,17 @@ impl Registry {
             s.keys_swept += w.keys_swept.get();
         }
         s
+    }
+}
+
+/// Every value of a label set, with a zero count.
+fn labelled(set: &'static [&'static str]) -> Vec<(&'static str, u64)> {
+    set.iter().map(|v| (*v, 0)).collect()
+}
+
+fn add_labelled(into: &mut [(&'static str, u64)], from: &[Counter]) {
+    for ((_, sum), c) in into.iter_mut().zip(from) {
+        *sum += c.get();
     }
 }
 
@@ -121,9 +141,9 @@ fn add_all(into: &mut [u64], from: &[Counter]) {
 #[derive(Default)]
 pub struct WorkerMetrics {
     requests: [[Histogram; STATUSES.len()]; MAX_ROUTES],
-    bids: [Counter; BID_OUTCOMES.len()],
-    fast_path: [Counter; FAST_PATH_RESULTS.len()],
-    keys: [Counter; KEY_RESULTS.len()],
+    bids: [Counter; MAX_LABEL_VALUES],
+    fast_path: [Counter; MAX_LABEL_VALUES],
+    keys: [Counter; MAX_LABEL_VALUES],
     pg_query: Histogram,
     pg_errors: [Counter; ERROR_KINDS.len()],
     pg_reconnects: Counter,
@@ -142,19 +162,21 @@ impl WorkerMetrics {
         self.requests[route.min(MAX_ROUTES - 1)][status_index(status)].observe(took);
     }
 
-    /// A bid decided, by PostgreSQL or by the fast path.
-    pub fn bid(&self, outcome: BidOutcome) {
-        self.bids[outcome as usize].add(1);
+    /// A bid decided, by PostgreSQL or by the fast path: its outcome's position in the
+    /// registered `bid_outcomes`.
+    pub fn bid(&self, outcome: usize) {
+        self.bids[outcome.min(MAX_LABEL_VALUES - 1)].add(1);
     }
 
-    /// A fast-path lookup: `hit` when it answered the bid without PostgreSQL.
-    pub fn fast_path(&self, hit: bool) {
-        self.fast_path[usize::from(!hit)].add(1);
+    /// A fast-path lookup: its result's position in the registered `fast_path` set.
+    pub fn fast_path(&self, result: usize) {
+        self.fast_path[result.min(MAX_LABEL_VALUES - 1)].add(1);
     }
 
-    /// A request with an `Idempotency-Key` answered, fresh, replayed or refused as a mismatch.
-    pub fn idempotent(&self, result: KeyResult) {
-        self.keys[result as usize].add(1);
+    /// A request with an `Idempotency-Key` answered: its result's position in the registered
+    /// `key_results`.
+    pub fn idempotent(&self, result: usize) {
+        self.keys[result.min(MAX_LABEL_VALUES - 1)].add(1);
     }
 
     /// A PostgreSQL request answered (with rows or an error): from queueing to the reply.
@@ -241,9 +263,18 @@ mod tests {
 
     const ROUTES: [&str; 3] = ["/health", "/api/bids", "other"];
 
+    fn labels() -> Labels {
+        Labels {
+            routes: ROUTES.to_vec(),
+            bid_outcomes: &["accepted", "too_low", "not_open", "forbidden", "not_found"],
+            key_results: &["fresh", "replayed", "mismatch"],
+            fast_path: &["hit", "miss"],
+        }
+    }
+
     #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {
-        let r = Registry::new(2, &ROUTES);
+        let r = Registry::new(2, labels());
         let w = r.worker(1);
         let health = r.route_index("/health");
         w.request(health, 200, Duration::from_micros(50)); // on the bound: le is inclusive
@@ -265,22 +296,36 @@ mod tests {
 
     #[test]
     fn route_labels_by_address_or_text_and_the_last_for_the_rest() {
-        let r = Registry::new(1, &ROUTES);
+        let r = Registry::new(1, labels());
         assert_eq!(r.route_index(ROUTES[1]), 1);
         assert_eq!(r.route_index(&String::from("/api/bids")), 1);
         assert_eq!(r.route_index("/elsewhere"), 2);
     }
 
     #[test]
+    #[should_panic(expected = "label values")]
+    fn a_label_set_larger_than_its_counters_is_refused() {
+        let many: &'static [&'static str] = &["v"; MAX_LABEL_VALUES + 1];
+        Registry::new(
+            1,
+            Labels {
+                bid_outcomes: many,
+                ..labels()
+            },
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "route labels")]
     fn more_route_labels_than_the_slots_hold_are_refused() {
-        let many = ["/r"; MAX_ROUTES + 1];
-        Registry::new(1, &many);
+        let routes = vec!["/r"; MAX_ROUTES + 1];
+        Registry::new(1, Labels { routes, ..labels() });
     }
 
     #[test]
     fn as_many_route_labels_as_the_slots_hold_are_taken() {
-        let r = Registry::new(1, &["/r"; MAX_ROUTES]);
+        let routes = vec!["/r"; MAX_ROUTES];
+        let r = Registry::new(1, Labels { routes, ..labels() });
         r.worker(0)
             .request(MAX_ROUTES - 1, 200, Duration::from_micros(1));
         assert_eq!(r.snapshot().requests.len(), 1);
@@ -288,19 +333,21 @@ mod tests {
 
     #[test]
     fn a_scrape_sums_every_worker() {
-        let r = Registry::new(3, &ROUTES);
+        let r = Registry::new(3, labels());
         for w in 0..3 {
-            r.worker(w).bid(BidOutcome::Accepted);
-            r.worker(w).fast_path(w == 0);
+            r.worker(w).bid(0);
+            r.worker(w).fast_path(usize::from(w != 0));
             r.worker(w).pg_query(Duration::from_micros(300));
             r.worker(w).pg_error(ErrorKind::Timeout);
             r.worker(w).redis_reconnect();
             r.worker(w).connection_accepted();
         }
-        r.worker(4).bid(BidOutcome::TooLow); // wraps onto worker 1
+        r.worker(4).bid(1); // wraps onto worker 1
         let s = r.snapshot();
-        assert_eq!(s.bids, [3, 1, 0, 0, 0]);
-        assert_eq!(s.fast_path, [1, 2]);
+        let counts = |set: &[(&str, u64)]| set.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+        assert_eq!(counts(&s.bids), [3, 1, 0, 0, 0]);
+        assert_eq!(counts(&s.fast_path), [1, 2]);
+        assert_eq!(s.bids[1].0, "too_low");
         assert_eq!(s.pg_query.count(), 3);
         assert_eq!(s.pg_query.sum_nanos, 900_000);
         assert_eq!(s.pg_errors[ErrorKind::Timeout as usize], 3);
@@ -312,7 +359,7 @@ mod tests {
 
     #[test]
     fn slots_do_not_share_cache_lines() {
-        let r = Registry::new(2, &ROUTES);
+        let r = Registry::new(2, labels());
         let a = r.worker(0) as *const WorkerMetrics as usize;
         let b = r.worker(1) as *const WorkerMetrics as usize;
         assert_eq!(a % 128, 0);

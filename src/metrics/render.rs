@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{BID_OUTCOMES, ERROR_KINDS, FAST_PATH_RESULTS, KEY_RESULTS, LATENCY_BUCKETS, STATUSES};
+use super::{ERROR_KINDS, LATENCY_BUCKETS, STATUSES};
 
 /// Content type of the text format, as Prometheus asks for it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,9 +33,10 @@ pub struct ProcessStats {
 pub struct Snapshot {
     /// (route label, index in `STATUSES`, latencies) for every pair seen at least once.
     pub requests: Vec<(&'static str, usize, HistogramCounts)>,
-    pub bids: [u64; BID_OUTCOMES.len()],
-    pub fast_path: [u64; FAST_PATH_RESULTS.len()],
-    pub keys: [u64; KEY_RESULTS.len()],
+    /// (label value, count) of every value of each registered set.
+    pub bids: Vec<(&'static str, u64)>,
+    pub fast_path: Vec<(&'static str, u64)>,
+    pub keys: Vec<(&'static str, u64)>,
     pub pg_query: HistogramCounts,
     pub pg_errors: [u64; ERROR_KINDS.len()],
     pub pg_reconnects: u64,
@@ -112,16 +113,16 @@ pub fn render(s: &Snapshot, version: &str) -> String {
         "counter",
         "Bids decided, by outcome (by PostgreSQL, or too_low by the Redis fast path).",
     );
-    for (outcome, n) in BID_OUTCOMES.iter().zip(s.bids) {
-        e.sample("gavel_bids_total", &[("outcome", outcome)], n);
+    for (outcome, n) in &s.bids {
+        e.sample("gavel_bids_total", &[("outcome", outcome)], *n);
     }
     e.family(
         "gavel_bid_fast_path_total",
         "counter",
         "Redis fast-path lookups: hit answered the bid without PostgreSQL, miss sent it on.",
     );
-    for (result, n) in FAST_PATH_RESULTS.iter().zip(s.fast_path) {
-        e.sample("gavel_bid_fast_path_total", &[("result", result)], n);
+    for (result, n) in &s.fast_path {
+        e.sample("gavel_bid_fast_path_total", &[("result", result)], *n);
     }
     e.family(
         "gavel_idempotent_requests_total",
@@ -129,8 +130,8 @@ pub fn render(s: &Snapshot, version: &str) -> String {
         "Requests with an Idempotency-Key: fresh decided now, replayed answered from the stored \
          answer, mismatch refused (the key was used with another request).",
     );
-    for (result, n) in KEY_RESULTS.iter().zip(s.keys) {
-        e.sample("gavel_idempotent_requests_total", &[("result", result)], n);
+    for (result, n) in &s.keys {
+        e.sample("gavel_idempotent_requests_total", &[("result", result)], *n);
     }
     e.family(
         "gavel_idempotency_keys_swept_total",
@@ -396,9 +397,15 @@ mod tests {
         h.sum_nanos = 400_000;
         Snapshot {
             requests: vec![("/api/bids", status_index(201), h.clone())],
-            bids: [1, 2, 3, 4, 5],
-            fast_path: [6, 7],
-            keys: [8, 9, 10],
+            bids: vec![
+                ("accepted", 1),
+                ("too_low", 2),
+                ("not_open", 3),
+                ("forbidden", 4),
+                ("not_found", 5),
+            ],
+            fast_path: vec![("hit", 6), ("miss", 7)],
+            keys: vec![("fresh", 8), ("replayed", 9), ("mismatch", 10)],
             pg_query: h.clone(),
             pg_errors: [1, 0, 0, 0, 0, 0],
             pg_reconnects: 2,
