@@ -235,6 +235,16 @@ fn queue(link: &Link<Lines>, texts: &[&str]) -> Vec<Receiver<Reply>> {
         .collect()
 }
 
+/// A break hook, and how many times it ran.
+fn counting_hook() -> (Arc<AtomicUsize>, OnBreak) {
+    let breaks = Arc::new(AtomicUsize::new(0));
+    let counted = breaks.clone();
+    let hook: OnBreak = Box::new(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    (breaks, hook)
+}
+
 fn is_unavailable(r: &Reply) -> bool {
     matches!(r, Err(TestError::Link(LinkError::Unavailable(_))))
 }
@@ -304,11 +314,7 @@ fn a_break_answers_every_waiting_request_once() {
         }
     });
     coroutine(move || {
-        let breaks = Arc::new(AtomicUsize::new(0));
-        let counted = breaks.clone();
-        let hook: OnBreak = Box::new(move |_| {
-            counted.fetch_add(1, Ordering::SeqCst);
-        });
+        let (breaks, hook) = counting_hook();
         let link = Link::<Lines>::open(&port, HOME, Some(hook), None).unwrap();
         let rx = queue(&link, &["a", "b", "c", "d", "e"]);
         let replies: Vec<Reply> = rx.iter().map(|rx| rx.recv().unwrap()).collect();
@@ -387,11 +393,7 @@ fn closing_sends_what_is_queued_then_the_farewell_and_is_no_break() {
         let _ = seen_tx.send(seen);
     });
     coroutine(move || {
-        let breaks = Arc::new(AtomicUsize::new(0));
-        let counted = breaks.clone();
-        let hook: OnBreak = Box::new(move |_| {
-            counted.fetch_add(1, Ordering::SeqCst);
-        });
+        let (breaks, hook) = counting_hook();
         let link = Link::<Lines>::open(&port, HOME, Some(hook), None).unwrap();
         let _rx = queue(&link, &["x", "y"]);
         drop(link);

@@ -1,7 +1,8 @@
 //! Auctions: created (with or without an idempotency key), read one or many at a time, listed.
 
 use super::keys::keyed_from_code;
-use super::pg::{Client, Row, StatementDef, Type};
+use super::pg::{Client, Row, StatementDef, ToSql, Type};
+use super::statements::only_row;
 use super::StoreError;
 use crate::domain::auction::{Auction, NewAuction, Status};
 use crate::domain::idempotency::{KeyClaim, Keyed};
@@ -9,7 +10,7 @@ use crate::domain::page::Page;
 use crate::domain::time::Timestamp;
 
 macro_rules! auction_select {
-    ($tail:literal) => {
+    ($tail:expr) => {
         concat!(
             "SELECT id, title, seller_id, start_price, min_increment, starts_at, ends_at, ",
             "extension_seconds, current_price, leader_id, bid_count, created_at FROM auctions ",
@@ -49,30 +50,26 @@ pub(crate) static INSERT_AUCTION: StatementDef = StatementDef {
     ],
 };
 
-// Lists give `$1` after_id, `$2` row count, `$3` now.
-pub(crate) static LIST_ALL: StatementDef = StatementDef {
-    name: "list_all",
-    sql: auction_select!("WHERE id > $1 ORDER BY id LIMIT $2"),
-    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
-};
+/// Lists give `$1` after_id, `$2` row count, `$3` now.
+const LIST_PARAMS: &[Type] = &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ];
 
-pub(crate) static LIST_SCHEDULED: StatementDef = StatementDef {
-    name: "list_scheduled",
-    sql: auction_select!("WHERE id > $1 AND starts_at > $3 ORDER BY id LIMIT $2"),
-    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
-};
+/// A list of auctions after `$1`, at most `$2`, whose status at `$3` the filter selects.
+macro_rules! list_statement {
+    ($name:literal, $filter:literal) => {
+        StatementDef {
+            name: $name,
+            sql: auction_select!(concat!("WHERE id > $1", $filter, " ORDER BY id LIMIT $2")),
+            param_types: LIST_PARAMS,
+        }
+    };
+}
 
-pub(crate) static LIST_OPEN: StatementDef = StatementDef {
-    name: "list_open",
-    sql: auction_select!("WHERE id > $1 AND starts_at <= $3 AND ends_at > $3 ORDER BY id LIMIT $2"),
-    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
-};
-
-pub(crate) static LIST_CLOSED: StatementDef = StatementDef {
-    name: "list_closed",
-    sql: auction_select!("WHERE id > $1 AND ends_at <= $3 ORDER BY id LIMIT $2"),
-    param_types: &[Type::INT8, Type::INT8, Type::TIMESTAMPTZ],
-};
+pub(crate) static LIST_ALL: StatementDef = list_statement!("list_all", "");
+pub(crate) static LIST_SCHEDULED: StatementDef =
+    list_statement!("list_scheduled", " AND starts_at > $3");
+pub(crate) static LIST_OPEN: StatementDef =
+    list_statement!("list_open", " AND starts_at <= $3 AND ends_at > $3");
+pub(crate) static LIST_CLOSED: StatementDef = list_statement!("list_closed", " AND ends_at <= $3");
 
 pub(crate) static CREATE_AUCTION_KEYED: StatementDef = StatementDef {
     name: "create_auction_keyed",
@@ -113,23 +110,22 @@ pub fn get_auctions(client: &Client, ids: &[i64]) -> Result<Vec<Auction>, StoreE
     rows.iter().map(auction_from_row).collect()
 }
 
+/// A new auction's columns, in the order both creating statements take them.
+fn new_auction_params(a: &NewAuction) -> [&(dyn ToSql + Sync); 7] {
+    [
+        &a.title,
+        &a.seller_id,
+        &a.start_price,
+        &a.min_increment,
+        &a.starts_at,
+        &a.ends_at,
+        &a.extension_seconds,
+    ]
+}
+
 pub fn insert_auction(client: &Client, a: &NewAuction) -> Result<Auction, StoreError> {
-    let rows = client.query(
-        &INSERT_AUCTION,
-        &[
-            &a.title,
-            &a.seller_id,
-            &a.start_price,
-            &a.min_increment,
-            &a.starts_at,
-            &a.ends_at,
-            &a.extension_seconds,
-        ],
-    )?;
-    let row = rows
-        .first()
-        .ok_or_else(|| StoreError::internal("insert returned no row"))?;
-    auction_from_row(row)
+    let rows = client.query(&INSERT_AUCTION, &new_auction_params(a))?;
+    auction_from_row(only_row(&rows, &INSERT_AUCTION)?)
 }
 
 /// Auctions with `id > after_id` in id order, filtered on their status at `now`.
@@ -148,13 +144,11 @@ pub fn list_auctions(
     };
     let fetch = limit + 1;
     let rows = client.query(stmt, &[&after_id, &fetch, &now])?;
-    let mut items = rows
+    let items = rows
         .iter()
         .map(auction_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    Ok(Page { items, more })
+    Ok(Page::from_fetched(items, limit))
 }
 
 /// An auction as created, and the clock its answer derived the status from.
@@ -168,26 +162,11 @@ pub fn create_auction_keyed(
     claim: &KeyClaim,
     now: Timestamp,
 ) -> Result<Keyed<CreatedAuction>, StoreError> {
-    let rows = client.query(
-        &CREATE_AUCTION_KEYED,
-        &[
-            &claim.caller,
-            &claim.key,
-            &&claim.request_hash[..],
-            &now,
-            &a.title,
-            &a.seller_id,
-            &a.start_price,
-            &a.min_increment,
-            &a.starts_at,
-            &a.ends_at,
-            &a.extension_seconds,
-        ],
-    )?;
-    let row = rows
-        .first()
-        .ok_or_else(|| StoreError::internal("auction creation returned no row"))?;
-    keyed_auction(row)
+    let hash = &claim.request_hash[..];
+    let key: [&(dyn ToSql + Sync); 4] = [&claim.caller, &claim.key, &hash, &now];
+    let params: Vec<&(dyn ToSql + Sync)> = key.into_iter().chain(new_auction_params(a)).collect();
+    let rows = client.query(&CREATE_AUCTION_KEYED, &params)?;
+    keyed_auction(only_row(&rows, &CREATE_AUCTION_KEYED)?)
 }
 
 /// The stored answer of a key's auction creation, if the key was used in the last 24 hours: for a

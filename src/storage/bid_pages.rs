@@ -55,7 +55,7 @@ pub fn list_bids(
         .iter()
         .filter_map(|row| bid_from_row(row, 0, auction_id).transpose())
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(page(bids, limit)))
+    Ok(Some(Page::from_fetched(bids, limit)))
 }
 
 /// Several bids pages in one statement, in the order asked; `None` for a missing auction.
@@ -85,15 +85,8 @@ pub fn list_bids_many(
     Ok(found
         .into_iter()
         .zip(pages)
-        .map(|(bids, p)| bids.map(|bids| page(bids, p.limit)))
+        .map(|(bids, p)| bids.map(|bids| Page::from_fetched(bids, p.limit)))
         .collect())
-}
-
-/// A page of at most `limit` bids from `limit + 1` fetched: the extra one says more follow.
-fn page(mut items: Vec<Bid>, limit: i64) -> Page<Bid> {
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    Page { items, more }
 }
 
 /// The bid in a page row whose columns start at `at` (current price, id, amount, bidder,

@@ -2,6 +2,7 @@
 //! deletion of expired keys.
 
 use super::pg::{Client, StatementDef, Type};
+use super::statements::only_row;
 use super::StoreError;
 use crate::domain::idempotency::Keyed;
 
@@ -24,8 +25,6 @@ pub(crate) fn keyed_from_code(code: i16) -> Result<Keyed<()>, StoreError> {
 /// Deletes up to `limit` expired idempotency keys; returns how many went.
 pub fn sweep_keys(client: &Client, limit: i32) -> Result<i32, StoreError> {
     let rows = client.query(&SWEEP_KEYS, &[&limit])?;
-    let row = rows
-        .first()
-        .ok_or_else(|| StoreError::internal("sweep returned no row"))?;
+    let row = only_row(&rows, &SWEEP_KEYS)?;
     Ok(row.get(0)?)
 }
