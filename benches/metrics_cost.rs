@@ -16,7 +16,7 @@ fn per(t: Instant) -> f64 {
 }
 
 fn main() {
-    let r = Registry::new(1, gavel::api::report::labels());
+    let r = Registry::new(1, gavel::api::metric_labels());
     let w = black_box(r.worker(0));
     let t = Instant::now();
     for i in 0..ROUNDS {

@@ -60,7 +60,7 @@ pub fn run(cfg: Config) -> i32 {
     };
     let registry = admin
         .as_ref()
-        .map(|_| metrics::install(cfg.workers, crate::api::report::labels()));
+        .map(|_| metrics::install(cfg.workers, crate::api::metric_labels()));
     if let Some(admin) = &admin {
         let addr = admin
             .local_addr()

@@ -2,7 +2,8 @@
 //! decided here (`error.rs` for every error, the handlers for their successes); no layer below
 //! chooses one.
 //!
-//! Layout: `context` (a worker's context, the service, routing), `routes` (the route table),
+//! Layout: `service` (the service: routing, route labels, metric label sets), `context` (a
+//! worker's context and what handlers use of it), `routes` (the route table),
 //! one file per resource (`health`, `auctions`, `bids`), `fields` (request bodies and their
 //! fields), `query` (query strings), `write` (JSON answers), `error` (every error answer),
 //! `auth`, `idempotency`, and `report` (what handlers count in the metrics).
@@ -20,10 +21,12 @@ pub mod idempotency;
 mod query;
 pub mod report;
 pub mod routes;
+pub mod service;
 pub mod write;
 
-pub use context::{Api, WorkerContext};
+pub use context::WorkerContext;
 pub use routes::{RouteSpec, OPENAPI_JSON, ROUTES};
+pub use service::{metric_labels, Api};
 
 /// Page size bounds of API.md: auctions 1–200 (default 50), bids 1–500 (default 50).
 pub const MAX_AUCTION_PAGE: i64 = 200;

@@ -1,11 +1,10 @@
 //! What the handlers report into the worker's metrics slot, and the label sets they report
-//! under: each set beside the enum that indexes it, registered with the metrics at start-up.
+//! under, each beside the enum that indexes it (registered at start-up by
+//! `service::metric_labels`).
 
 use super::context::WorkerContext;
-use super::routes;
 use crate::domain::bid::BidOutcome;
 use crate::domain::idempotency::Keyed;
-use crate::metrics::Labels;
 
 /// How a bid was decided: the `outcome` label of `gavel_bids_total`, in [`BID_OUTCOMES`]' order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +35,6 @@ pub const KEY_RESULTS: [&str; 3] = ["fresh", "replayed", "mismatch"];
 const HIT: usize = 0;
 const MISS: usize = 1;
 pub const FAST_PATH_RESULTS: [&str; 2] = ["hit", "miss"];
-
-/// Every label set the API reports under.
-pub fn labels() -> Labels {
-    Labels {
-        routes: routes::route_labels(),
-        bid_outcomes: &BID_OUTCOMES,
-        key_results: &KEY_RESULTS,
-        fast_path: &FAST_PATH_RESULTS,
-    }
-}
 
 /// Counts a decided bid in the worker's metrics.
 pub(super) fn count_bid(ctx: &WorkerContext, outcome: Decided) {

@@ -191,10 +191,10 @@ pub fn http_observers(registry: &'static Registry) -> crate::http::Observers {
 
 /// An observer for a client of `worker`, or `None` when metrics are off.
 pub fn observer(
-    worker: crate::placement::WorkerId,
+    worker: usize,
     backend: Backend,
 ) -> Option<std::sync::Arc<dyn crate::pipeline::Observer>> {
-    self::worker(worker.index())
+    self::worker(worker)
         .map(|slot| std::sync::Arc::new(ClientMetrics { slot, backend }) as std::sync::Arc<_>)
 }
 

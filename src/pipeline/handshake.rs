@@ -8,7 +8,13 @@ use may::net::TcpStream;
 
 use super::error::LinkError;
 use super::limits::Limits;
-use super::protocol::Endpoint;
+
+/// Where to connect, and how long connecting (TCP plus the handshake) may take.
+pub struct Endpoint<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub connect_timeout: Duration,
+}
 
 /// The socket and read buffer of a link being set up. Whatever the handshake leaves unread in
 /// `buf` is the reader's first input.

@@ -40,10 +40,10 @@ mod tests;
 
 pub use client::Client;
 pub use error::{Failure, LinkError, LinkFailure};
-pub use handshake::Handshake;
+pub use handshake::{Endpoint, Handshake};
 pub use limits::Limits;
 pub use link::{Link, OnBreak};
-pub use protocol::{Decoder, Endpoint, ErrorOf, Observer, Protocol, RequestOf, Waiting};
+pub use protocol::{Decoder, ErrorOf, Observer, Protocol, RequestOf, Waiting};
 
 /// Compiles only for types that every coroutine of a worker can share; for `const` assertions.
 pub const fn shareable<T: Send + Sync>() {}

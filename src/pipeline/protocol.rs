@@ -5,15 +5,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::error::{Failure, LinkFailure};
-use super::handshake::Handshake;
+use super::handshake::{Endpoint, Handshake};
 use super::limits::Limits;
-
-/// Where to connect, and how long connecting (TCP plus the handshake) may take.
-pub struct Endpoint<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub connect_timeout: Duration,
-}
 
 /// A request/reply protocol whose replies arrive in request order.
 pub trait Protocol: Send + Sync + Sized + 'static {

@@ -2,8 +2,7 @@
 
 use super::keys::keyed_from_code;
 use super::pg::{Client, Row, StatementDef, ToSql, Type};
-use super::statements::only_row;
-use super::StoreError;
+use super::{only_row, StoreError};
 use crate::domain::auction::{Auction, NewAuction, Status};
 use crate::domain::idempotency::{KeyClaim, Keyed};
 use crate::domain::page::Page;

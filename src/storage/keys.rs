@@ -2,8 +2,7 @@
 //! deletion of expired keys.
 
 use super::pg::{Client, StatementDef, Type};
-use super::statements::only_row;
-use super::StoreError;
+use super::{only_row, StoreError};
 use crate::domain::idempotency::Keyed;
 
 pub(crate) static SWEEP_KEYS: StatementDef = StatementDef {

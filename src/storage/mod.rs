@@ -23,7 +23,7 @@ use crate::domain::time::Timestamp;
 use crate::placement::WorkerId;
 use auctions::CreatedAuction;
 use batch::BidBatcher;
-use pg::{Client, Config, PgError};
+use pg::{Client, Config, PgError, Row, StatementDef};
 use reads::{AuctionReader, BidPageReader};
 use std::fmt;
 use std::sync::Arc;
@@ -74,6 +74,16 @@ impl From<PgError> for StoreError {
             other => StoreError::Internal(other.to_string()),
         }
     }
+}
+
+/// The one row a statement that always answers one row returned.
+pub(crate) fn only_row<'a>(
+    rows: &'a [Row],
+    statement: &StatementDef,
+) -> Result<&'a Row, StoreError> {
+    rows.first().ok_or_else(|| {
+        StoreError::Internal(format!("statement {} returned no row", statement.name))
+    })
 }
 
 /// One worker's database: what the API asks of it. Which connection serves a call is the store's

@@ -2,7 +2,7 @@
 //! runs it; a statement missing here fails its call with a clear error, which every storage test
 //! would meet.
 
-use super::pg::{Client, Row, StatementDef, Statements};
+use super::pg::{Client, StatementDef, Statements};
 use super::StoreError;
 use super::{auctions, bid_pages, bids, keys};
 
@@ -30,16 +30,6 @@ pub static STATEMENTS: Statements = &[
     &bid_pages::LIST_BIDS_MANY,
     &keys::SWEEP_KEYS,
 ];
-
-/// The one row a statement that always answers one row returned.
-pub(crate) fn only_row<'a>(
-    rows: &'a [Row],
-    statement: &StatementDef,
-) -> Result<&'a Row, StoreError> {
-    rows.first().ok_or_else(|| {
-        StoreError::Internal(format!("statement {} returned no row", statement.name))
-    })
-}
 
 /// One round trip that proves the connection and the server answer.
 pub fn ping(client: &Client) -> Result<(), StoreError> {

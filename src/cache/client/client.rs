@@ -27,7 +27,7 @@ impl pipeline::Client<Resp> {
         Client::start(
             cfg,
             worker,
-            crate::metrics::observer(worker, Backend::Redis),
+            crate::metrics::observer(worker.index(), Backend::Redis),
         )
     }
 

@@ -23,7 +23,7 @@ impl pipeline::Client<Postgres> {
     /// Starts connecting in the background on `worker` and returns at once.
     pub fn new(cfg: Config, statements: Statements, worker: impl Into<WorkerId>) -> Client {
         let worker = worker.into();
-        let observer = crate::metrics::observer(worker, Backend::Postgres);
+        let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
         Client::start(Target { cfg, statements }, worker, observer)
     }
 
@@ -35,7 +35,7 @@ impl pipeline::Client<Postgres> {
         worker: impl Into<WorkerId>,
     ) -> Result<Client, PgError> {
         let worker = worker.into();
-        let observer = crate::metrics::observer(worker, Backend::Postgres);
+        let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
         Client::start_connected(Target { cfg, statements }, worker, observer)
     }
 
