@@ -718,3 +718,49 @@ fn authentication_methods_and_server_restart() {
         )
     });
 }
+
+#[test]
+fn a_listening_client_receives_notifications_in_commit_order_and_listens_again_after_a_reconnect() {
+    use gavel::placement::WorkerId;
+    common::coroutine(|| {
+        let home = WorkerId::new(0);
+        let wait = Duration::from_secs(5);
+        let channel = format!("gavel test {}", std::process::id());
+        let (listener, notes) = Client::listening(cfg(), &[&channel], home).unwrap();
+        let sender = Connection::connect(&cfg(), STATEMENTS, 0).unwrap();
+        let notify = |what: &str| {
+            sender
+                .simple_query(&format!(
+                    "SELECT pg_notify('{channel}', {what}) FROM generate_series(1, 3) g"
+                ))
+                .unwrap();
+        };
+        notify("g::text");
+        for i in 1..=3 {
+            let n = notes.recv_timeout(home, wait).expect("a notification");
+            assert_eq!(
+                (n.channel.as_str(), n.payload),
+                (channel.as_str(), i.to_string())
+            );
+        }
+        // The listening session is ended from outside: the client reconnects and listens again.
+        let pid = listener.connection().unwrap().backend_pid();
+        sender
+            .simple_query(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+        let deadline = Instant::now() + wait;
+        while listener.generation() < 2 {
+            assert!(Instant::now() < deadline, "never reconnected");
+            may::coroutine::sleep(Duration::from_millis(10));
+        }
+        notify("'after ' || g");
+        for i in 1..=3 {
+            let n = notes
+                .recv_timeout(home, wait)
+                .expect("a notification after the reconnect");
+            assert_eq!(n.payload, format!("after {i}"));
+        }
+        assert!(!notes.take_overflow());
+        assert_eq!(notes.pending(), 0);
+    });
+}

@@ -2,6 +2,7 @@
 
 pub mod auction;
 pub mod bid;
+pub mod events;
 pub mod idempotency;
 pub mod money;
 pub mod page;

@@ -41,6 +41,7 @@ pub mod request_id;
 mod runtime;
 mod server;
 mod shared;
+pub mod sse;
 mod transport;
 
 pub use cors::Cors;

@@ -88,7 +88,7 @@ impl<P: Protocol> Link<P> {
     ) -> Result<Arc<Link<P>>, ErrorOf<P>> {
         let mut hs = Handshake::dial(&P::endpoint(cfg), P::LIMITS)?;
         let session = P::handshake(cfg, &mut hs)?;
-        let shared = start::<P>(hs, worker, on_break)?;
+        let shared = start::<P>(hs, P::decoder(cfg), worker, on_break)?;
         Ok(Arc::new(Link {
             shared,
             session,
@@ -269,6 +269,7 @@ impl<P: Protocol> Shared<P> {
 /// Hands the socket to a reader and a writer coroutine on `worker`.
 fn start<P: Protocol>(
     hs: Handshake,
+    decoder: P::Decoder,
     worker: WorkerId,
     on_break: Option<OnBreak>,
 ) -> Result<Arc<Shared<P>>, LinkError> {
@@ -301,7 +302,9 @@ fn start<P: Protocol>(
     });
     let (r, w) = (shared.clone(), shared.clone());
     let buf = hs.buf;
-    spawn_on::<P>(worker, "reader", move || reader_loop(r, reader, buf))?;
+    spawn_on::<P>(worker, "reader", move || {
+        reader_loop(r, reader, buf, decoder)
+    })?;
     if let Err(e) = spawn_on::<P>(worker, "writer", move || writer_loop(w, writer)) {
         shared.break_down(e.to_string());
         return Err(e);
@@ -322,8 +325,12 @@ pub(super) fn spawn_on<P: Protocol>(
         .map_err(|e| LinkError::Unavailable(format!("cannot start the {name} coroutine: {e}")))
 }
 
-fn reader_loop<P: Protocol>(shared: Arc<Shared<P>>, mut stream: TcpStream, mut buf: BytesMut) {
-    let mut decoder = P::Decoder::default();
+fn reader_loop<P: Protocol>(
+    shared: Arc<Shared<P>>,
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    mut decoder: P::Decoder,
+) {
     let mut last_read = Instant::now();
     let reason: ErrorOf<P> = loop {
         if let Err(e) = drain(&shared, &mut decoder, &mut buf) {

@@ -29,6 +29,11 @@ pub trait Protocol: Send + Sync + Sized + 'static {
     /// Bytes queued last when the owner closes the link, so that the server ends the session
     /// cleanly instead of logging an unexpected end of stream.
     fn farewell(_out: &mut Vec<u8>) {}
+
+    /// The decoder of a new link's replies.
+    fn decoder(_cfg: &Self::Config) -> Self::Decoder {
+        Self::Decoder::default()
+    }
 }
 
 /// A protocol's error type.

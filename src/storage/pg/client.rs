@@ -4,8 +4,9 @@
 use postgres_types::ToSql;
 
 use super::config::Config;
-use super::conn::{Connection, Postgres, StatementDef, Statements, Target};
+use super::conn::{Connection, Listen, Postgres, StatementDef, Statements, Target};
 use super::error::PgError;
+use super::notify::{self, Notifications};
 use super::row::Row;
 use crate::metrics::Backend;
 use crate::pipeline;
@@ -24,7 +25,12 @@ impl pipeline::Client<Postgres> {
     pub fn new(cfg: Config, statements: Statements, worker: impl Into<WorkerId>) -> Client {
         let worker = worker.into();
         let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
-        Client::start(Target { cfg, statements }, worker, observer)
+        let target = Target {
+            cfg,
+            statements,
+            listen: None,
+        };
+        Client::start(target, worker, observer)
     }
 
     /// Connects before returning (for start-up, where a bad URL or password should stop the
@@ -36,7 +42,37 @@ impl pipeline::Client<Postgres> {
     ) -> Result<Client, PgError> {
         let worker = worker.into();
         let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
-        Client::start_connected(Target { cfg, statements }, worker, observer)
+        let target = Target {
+            cfg,
+            statements,
+            listen: None,
+        };
+        Client::start_connected(target, worker, observer)
+    }
+
+    /// A connection that listens on `channels` (re-listening after every reconnection), and
+    /// the queue their notifications arrive in. Connects before returning, like `connect_now`.
+    /// Notifications sent while it was reconnecting are lost: after a new
+    /// [`generation`](pipeline::Client::generation) the consumer resynchronises.
+    pub fn listening(
+        cfg: Config,
+        channels: &[&str],
+        worker: impl Into<WorkerId>,
+    ) -> Result<(Client, Notifications), PgError> {
+        let worker = worker.into();
+        let (sink, notifications) = notify::queue();
+        let listen = Listen {
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            sink,
+        };
+        let target = Target {
+            cfg,
+            statements: &[],
+            listen: Some(listen),
+        };
+        let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
+        let client = Client::start_connected(target, worker, observer)?;
+        Ok((client, notifications))
     }
 
     pub fn query(

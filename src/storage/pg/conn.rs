@@ -18,6 +18,7 @@ use super::config::Config;
 use super::demux::{Demux, Pending};
 use super::error::{server_error, PgError};
 use super::limits::LIMITS;
+use super::notify::NotifySink;
 use super::row::Row;
 use crate::pipeline::{Endpoint, Handshake, Link, Protocol};
 use crate::placement::WorkerId;
@@ -42,10 +43,18 @@ struct Prepared {
     columns: Arc<[Type]>,
 }
 
-/// What a connection is opened with: the settings and the statements to prepare.
+/// What a connection is opened with: the settings, the statements to prepare, and for a
+/// listening connection the channels it listens on and where their notifications go.
 pub struct Target {
     pub cfg: Config,
     pub statements: Statements,
+    pub listen: Option<Listen>,
+}
+
+/// `LISTEN` on every channel at each (re)connection, and hand what arrives to the sink.
+pub struct Listen {
+    pub channels: Vec<String>,
+    pub sink: NotifySink,
 }
 
 /// What start-up learned, kept for the connection's life.
@@ -77,6 +86,9 @@ impl Protocol for Postgres {
     fn handshake(t: &Target, hs: &mut Handshake) -> Result<Session, PgError> {
         let backend_pid = startup(hs, &t.cfg)?;
         let statements = prepare(hs, t.statements)?;
+        if let Some(listen) = &t.listen {
+            listen_on(hs, &listen.channels)?;
+        }
         Ok(Session {
             statements,
             backend_pid,
@@ -87,6 +99,13 @@ impl Protocol for Postgres {
     /// Terminate, so the server ends the session cleanly instead of logging an EOF.
     fn farewell(out: &mut Vec<u8>) {
         out.extend_from_slice(&encode_terminate());
+    }
+
+    fn decoder(t: &Target) -> Demux {
+        match &t.listen {
+            Some(listen) => Demux::listening(listen.sink.clone()),
+            None => Demux::default(),
+        }
     }
 }
 
@@ -108,6 +127,7 @@ impl Link<Postgres> {
         let target = Target {
             cfg: cfg.clone(),
             statements,
+            listen: None,
         };
         Link::open(&target, worker.into(), None, None)
     }
@@ -265,6 +285,28 @@ fn described(d: &'static StatementDef, params: &mut Vec<Type>, columns: Vec<Type
         def: d,
         params: std::mem::take(params),
         columns: columns.into(),
+    }
+}
+
+/// `LISTEN` on each channel, in one round trip; a name is quoted, so any text is one channel.
+fn listen_on(hs: &mut Handshake, channels: &[String]) -> Result<(), PgError> {
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let sql: String = channels
+        .iter()
+        .map(|c| format!("LISTEN \"{}\";", c.replace('"', "\"\"")))
+        .collect();
+    hs.send(&encode_simple(&sql)?)?;
+    let mut error = None;
+    loop {
+        match recv(hs)? {
+            Message::ErrorResponse(body) => {
+                error.get_or_insert(server_error(body.fields())?.error);
+            }
+            Message::ReadyForQuery(_) => return error.map_or(Ok(()), Err),
+            _ => {}
+        }
     }
 }
 

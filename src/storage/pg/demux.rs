@@ -11,6 +11,7 @@ use postgres_types::Type;
 use super::codec::{next_message, Backend, DataRow};
 use super::error::{server_error, PgError};
 use super::limits::MAX_ROWS_PER_REPLY;
+use super::notify::{Notification, NotifySink};
 use super::row::{text_values, Row};
 use crate::pipeline::{Decoder, Waiting};
 
@@ -122,6 +123,17 @@ impl Pending {
 #[derive(Default)]
 pub struct Demux {
     current: Option<Waiting<Pending>>,
+    /// Where `NOTIFY`s go on a listening connection; ignored on the others.
+    notifications: Option<NotifySink>,
+}
+
+impl Demux {
+    pub(crate) fn listening(notifications: NotifySink) -> Demux {
+        Demux {
+            current: None,
+            notifications: Some(notifications),
+        }
+    }
 }
 
 impl Decoder for Demux {
@@ -168,9 +180,20 @@ impl Demux {
             Backend::Other(m) => m,
         };
         match msg {
-            Message::ParameterStatus(_)
-            | Message::NoticeResponse(_)
-            | Message::NotificationResponse(_) => Ok(false),
+            Message::ParameterStatus(_) | Message::NoticeResponse(_) => Ok(false),
+            Message::NotificationResponse(body) => {
+                if let Some(sink) = &self.notifications {
+                    let text = |r: std::io::Result<&str>| {
+                        r.map(str::to_owned)
+                            .map_err(|e| PgError::Protocol(format!("malformed notification: {e}")))
+                    };
+                    sink.deliver(Notification {
+                        channel: text(body.channel())?,
+                        payload: text(body.message())?,
+                    });
+                }
+                Ok(false)
+            }
             Message::ErrorResponse(body) => {
                 let e = server_error(body.fields())?;
                 if e.fatal {

@@ -31,11 +31,13 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod limits;
+mod notify;
 mod row;
 
 pub use client::Client;
 pub use config::Config;
 pub use conn::{Connection, Postgres, StatementDef, Statements, Target};
 pub use error::PgError;
+pub use notify::{Notification, Notifications, MAX_PENDING_NOTIFICATIONS};
 pub use postgres_types::{FromSql, ToSql, Type};
 pub use row::Row;
