@@ -8,6 +8,7 @@ use may::net::TcpStream;
 
 use super::error::LinkError;
 use super::limits::Limits;
+use crate::placement::WorkerId;
 
 /// Where to connect, and how long connecting (TCP plus the handshake) may take.
 pub struct Endpoint<'a> {
@@ -26,14 +27,27 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    pub(super) fn dial(at: &Endpoint<'_>, limits: Limits) -> Result<Handshake, LinkError> {
+    /// Connects, then moves the socket onto a descriptor that `worker`'s event loop watches,
+    /// before the first timed wait of the handshake. may keeps a socket's timer in a `RefCell`
+    /// that its event loop and the waiting coroutine both borrow: when they are different
+    /// threads, a timeout that fires as the socket becomes ready borrows it twice and panics.
+    /// On `worker`'s own descriptor the two are one thread.
+    pub(super) fn dial(
+        at: &Endpoint<'_>,
+        limits: Limits,
+        worker: WorkerId,
+    ) -> Result<Handshake, LinkError> {
         let deadline = Instant::now() + at.connect_timeout;
         let keepalive = crate::sockets::Keepalive {
             idle: Duration::from_secs(limits.keepalive_idle_secs),
             interval: Duration::from_secs(limits.keepalive_interval_secs),
         };
-        let stream = crate::sockets::dial(at.host, at.port, deadline, keepalive)
+        let dialed = crate::sockets::dial(at.host, at.port, deadline, keepalive)
             .map_err(LinkError::Unavailable)?;
+        let stream = worker
+            .own(&dialed)
+            .map_err(|e| LinkError::Unavailable(format!("cannot set up the socket: {e}")))?;
+        drop(dialed);
         Ok(Handshake {
             stream,
             buf: BytesMut::with_capacity(limits.read_buffer_bytes),

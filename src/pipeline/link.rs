@@ -86,7 +86,7 @@ impl<P: Protocol> Link<P> {
         on_break: Option<OnBreak>,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Arc<Link<P>>, ErrorOf<P>> {
-        let mut hs = Handshake::dial(&P::endpoint(cfg), P::LIMITS)?;
+        let mut hs = Handshake::dial(&P::endpoint(cfg), P::LIMITS, worker)?;
         let session = P::handshake(cfg, &mut hs)?;
         let shared = start::<P>(hs, P::decoder(cfg), worker, on_break)?;
         Ok(Arc::new(Link {
