@@ -14,10 +14,12 @@ pub mod cache;
 pub mod calendar;
 pub mod config;
 pub mod domain;
+pub mod fanout;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
 pub mod logging;
+pub mod lossy;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;

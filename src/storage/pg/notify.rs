@@ -8,13 +8,10 @@
 //! ([`Notifications::take_overflow`]): it must then resynchronise from the stored data, as it
 //! must after the connection breaks (a new `Client::generation`).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::Arc;
 use std::time::Duration;
 
-use may::sync::mpsc::{channel, Receiver, Sender};
-
+use crate::lossy::{self, Offer, Take};
 use crate::placement::WorkerId;
 
 /// Notifications received and not yet taken by the consumer. A busy server's bid batches send one
@@ -31,50 +28,21 @@ pub struct Notification {
 
 /// The reader's side of the queue.
 #[derive(Clone)]
-pub struct NotifySink {
-    tx: Sender<Notification>,
-    shared: Arc<Counts>,
-}
+pub struct NotifySink(Offer<Notification>);
 
 /// The consumer's side of the queue.
-pub struct Notifications {
-    rx: Receiver<Notification>,
-    shared: Arc<Counts>,
-}
-
-struct Counts {
-    pending: AtomicUsize,
-    overflowed: AtomicBool,
-}
+pub struct Notifications(Take<Notification>);
 
 /// A new, empty queue.
 pub fn queue() -> (NotifySink, Notifications) {
-    let (tx, rx) = channel();
-    let shared = Arc::new(Counts {
-        pending: AtomicUsize::new(0),
-        overflowed: AtomicBool::new(false),
-    });
-    (
-        NotifySink {
-            tx,
-            shared: shared.clone(),
-        },
-        Notifications { rx, shared },
-    )
+    let (offer, take) = lossy::queue(MAX_PENDING_NOTIFICATIONS);
+    (NotifySink(offer), Notifications(take))
 }
 
 impl NotifySink {
     /// Queues `n`, or drops it and marks the overflow when the consumer is too far behind.
     pub(crate) fn deliver(&self, n: Notification) {
-        if self.shared.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_NOTIFICATIONS {
-            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-            self.shared.overflowed.store(true, Ordering::Release);
-            return;
-        }
-        if self.tx.send(n).is_err() {
-            // No consumer any more: nothing waits for the count.
-            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.0.offer(n);
     }
 }
 
@@ -85,19 +53,17 @@ impl Notifications {
         home: WorkerId,
         timeout: Duration,
     ) -> Result<Notification, RecvTimeoutError> {
-        let n = home.recv_timeout(&self.rx, timeout)?;
-        self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-        Ok(n)
+        self.0.recv_timeout(home, timeout)
     }
 
     /// Whether notifications were dropped since the last call: the consumer must resynchronise.
     pub fn take_overflow(&self) -> bool {
-        self.shared.overflowed.swap(false, Ordering::AcqRel)
+        self.0.take_dropped()
     }
 
     /// Notifications waiting to be taken.
     pub fn pending(&self) -> usize {
-        self.shared.pending.load(Ordering::Acquire)
+        self.0.pending()
     }
 }
 
