@@ -24,13 +24,7 @@ impl pipeline::Client<Postgres> {
     /// Starts connecting in the background on `worker` and returns at once.
     pub fn new(cfg: Config, statements: Statements, worker: impl Into<WorkerId>) -> Client {
         let worker = worker.into();
-        let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
-        let target = Target {
-            cfg,
-            statements,
-            listen: None,
-        };
-        Client::start(target, worker, observer)
+        Client::start(Target::plain(cfg, statements), worker, observer(worker))
     }
 
     /// Connects before returning (for start-up, where a bad URL or password should stop the
@@ -41,13 +35,7 @@ impl pipeline::Client<Postgres> {
         worker: impl Into<WorkerId>,
     ) -> Result<Client, PgError> {
         let worker = worker.into();
-        let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
-        let target = Target {
-            cfg,
-            statements,
-            listen: None,
-        };
-        Client::start_connected(target, worker, observer)
+        Client::start_connected(Target::plain(cfg, statements), worker, observer(worker))
     }
 
     /// A connection that listens on `channels` (re-listening after every reconnection), and
@@ -70,8 +58,7 @@ impl pipeline::Client<Postgres> {
             statements: &[],
             listen: Some(listen),
         };
-        let observer = crate::metrics::observer(worker.index(), Backend::Postgres);
-        let client = Client::start_connected(target, worker, observer)?;
+        let client = Client::start_connected(target, worker, observer(worker))?;
         Ok((client, notifications))
     }
 
@@ -86,4 +73,9 @@ impl pipeline::Client<Postgres> {
     pub fn simple_query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
         self.with(|conn| conn.simple_query(sql))
     }
+}
+
+/// Reports a client of `worker` into its metrics slot, when metrics are on.
+fn observer(worker: WorkerId) -> Option<std::sync::Arc<dyn pipeline::Observer>> {
+    crate::metrics::observer(worker.index(), Backend::Postgres)
 }

@@ -51,6 +51,17 @@ pub struct Target {
     pub listen: Option<Listen>,
 }
 
+impl Target {
+    /// A connection that prepares `statements` and listens on nothing.
+    pub fn plain(cfg: Config, statements: Statements) -> Target {
+        Target {
+            cfg,
+            statements,
+            listen: None,
+        }
+    }
+}
+
 /// `LISTEN` on every channel at each (re)connection, and hand what arrives to the sink.
 pub struct Listen {
     pub channels: Vec<String>,
@@ -124,12 +135,12 @@ impl Link<Postgres> {
         statements: Statements,
         worker: impl Into<WorkerId>,
     ) -> Result<Arc<Connection>, PgError> {
-        let target = Target {
-            cfg: cfg.clone(),
-            statements,
-            listen: None,
-        };
-        Link::open(&target, worker.into(), None, None)
+        Link::open(
+            &Target::plain(cfg.clone(), statements),
+            worker.into(),
+            None,
+            None,
+        )
     }
 
     /// Runs the prepared statement `stmt` with `params` (binary in, binary out).
