@@ -49,7 +49,7 @@ impl<T> Hub<T> {
         let event = Arc::new(event);
         self.inboxes
             .iter()
-            .filter(|inbox| !inbox.offer(event.clone()))
+            .filter(|inbox| inbox.offer(event.clone()).is_err())
             .count()
     }
 }

@@ -3,7 +3,8 @@
 //! view from the source of truth instead of from the queue.
 //!
 //! For producers that must not block on a slow consumer: a connection's reader coroutine handing
-//! on what its server pushes, a worker handing events to the other workers.
+//! on what its server pushes, a worker handing events to the other workers, a request joining
+//! its worker's next batch (which answers 503 when refused).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -27,6 +28,15 @@ impl<T> Clone for Offer<T> {
             shared: self.shared.clone(),
         }
     }
+}
+
+/// Why an item was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue holds its bound; the consumer is told items were dropped.
+    Full,
+    /// The consumer is gone.
+    Closed,
 }
 
 /// The consumer's side.
@@ -59,21 +69,20 @@ pub fn queue<T>(bound: usize) -> (Offer<T>, Take<T>) {
 }
 
 impl<T> Offer<T> {
-    /// Queues `item`, or drops it and marks the loss when the queue is full. Never waits.
-    /// Returns whether it was queued.
-    pub fn offer(&self, item: T) -> bool {
+    /// Queues `item`, or drops it (marking the loss when the queue is full). Never waits.
+    pub fn offer(&self, item: T) -> Result<(), Refused> {
         let c = &self.shared;
         if c.pending.fetch_add(1, Ordering::AcqRel) >= c.bound {
             c.pending.fetch_sub(1, Ordering::AcqRel);
             c.dropped.store(true, Ordering::Release);
-            return false;
+            return Err(Refused::Full);
         }
         if self.tx.send(item).is_err() {
             // No consumer any more: nothing waits for the count.
             c.pending.fetch_sub(1, Ordering::AcqRel);
-            return false;
+            return Err(Refused::Closed);
         }
-        true
+        Ok(())
     }
 }
 
@@ -84,6 +93,13 @@ impl<T> Take<T> {
         self.shared.pending.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(self.pending() < self.shared.bound);
         Ok(item)
+    }
+
+    /// The next item, waiting as long as it takes; `None` once every producer is gone.
+    pub fn recv(&self) -> Option<T> {
+        let item = self.rx.recv().ok()?;
+        self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+        Some(item)
     }
 
     /// The next item if one is queued.
@@ -115,11 +131,11 @@ mod tests {
     fn holds_its_bound_and_drops_past_it_without_waiting() {
         let (offer, take) = queue(BOUND);
         for i in 0..BOUND {
-            assert!(offer.offer(i));
+            assert_eq!(offer.offer(i), Ok(()));
         }
         assert_eq!(take.pending(), BOUND);
         assert!(!take.take_dropped(), "at the bound nothing is dropped");
-        assert!(!offer.offer(BOUND));
+        assert_eq!(offer.offer(BOUND), Err(Refused::Full));
         assert_eq!(take.pending(), BOUND);
         assert!(
             take.take_dropped(),
@@ -130,7 +146,9 @@ mod tests {
         assert_eq!(first, Ok(0));
         assert_eq!(take.try_recv(), Some(1));
         assert_eq!(take.pending(), BOUND - 2);
-        assert!(offer.offer(BOUND + 1), "room again once taken");
+        assert_eq!(offer.offer(BOUND + 1), Ok(()), "room again once taken");
+        drop(take);
+        assert_eq!(offer.offer(0), Err(Refused::Closed));
     }
 
     #[test]
@@ -141,7 +159,7 @@ mod tests {
                 let offer = offer.clone();
                 std::thread::spawn(move || {
                     for i in 0..100 {
-                        assert!(offer.offer((p, i)));
+                        assert_eq!(offer.offer((p, i)), Ok(()));
                     }
                 })
             })

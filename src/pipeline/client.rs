@@ -104,11 +104,6 @@ impl<P: Protocol> Client<P> {
         lock(&self.inner.link).clone()
     }
 
-    /// The worker that owns the client.
-    pub fn worker(&self) -> WorkerId {
-        self.inner.worker
-    }
-
     /// The healthy link, or `Unavailable` with the last connection error (and a reconnection
     /// under way).
     fn live(&self) -> Result<Arc<Link<P>>, ErrorOf<P>> {

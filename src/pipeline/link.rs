@@ -163,10 +163,6 @@ impl<P: Protocol> Link<P> {
     pub fn batches_written(&self) -> u64 {
         self.shared.batches.load(Ordering::Relaxed)
     }
-
-    pub fn worker(&self) -> WorkerId {
-        self.worker
-    }
 }
 
 impl<P: Protocol> Drop for Link<P> {

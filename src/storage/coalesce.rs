@@ -4,12 +4,11 @@
 //! still gets its own answer, and none is answered before the statement that decided it returned.
 
 use super::StoreError;
+use crate::lossy::{self, Offer, Refused, Take};
 use crate::placement::WorkerId;
-use may::sync::mpsc::{channel, Receiver, Sender};
+use may::sync::mpsc::{channel, Sender};
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long past the database timeout a request waits for its answer. A request that arrives
@@ -44,9 +43,8 @@ struct Job<I, O> {
 
 /// One worker's queue of requests of one kind, and the coroutine that drains it.
 pub struct Coalescer<I, O> {
-    jobs: Sender<Job<I, O>>,
-    queued: Arc<AtomicUsize>,
-    max_queued: usize,
+    /// Bounded by `Spec::max_queued`.
+    jobs: Offer<Job<I, O>>,
     name: &'static str,
     wait: Duration,
     worker: WorkerId,
@@ -64,17 +62,13 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
     where
         F: Fn(&[I]) -> Result<Vec<O>, StoreError> + Send + 'static,
     {
-        let (jobs, rx) = channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let counter = queued.clone();
+        let (jobs, rx) = lossy::queue(spec.max_queued);
         let max_batch = spec.max_batch;
         worker.spawn(spec.name, COALESCER_STACK_WORDS, move || {
-            run(&rx, &counter, max_batch, &decide)
+            run(&rx, max_batch, &decide)
         })?;
         Ok(Coalescer {
             jobs,
-            queued,
-            max_queued: spec.max_queued,
             name: spec.name,
             wait: db_timeout + Duration::from_millis(REPLY_MARGIN_MILLIS),
             worker,
@@ -83,22 +77,21 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
 
     /// Answers `input` in the next statement; returns once that statement has returned.
     pub fn submit(&self, input: I) -> Result<O, StoreError> {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Unavailable(format!(
-                "the {} queue is full",
-                self.name
-            )));
-        }
         let (reply, answer) = channel();
         let job = Job {
             input,
             reply,
             deadline: Instant::now() + self.wait,
         };
-        if self.jobs.send(job).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.stopped());
+        match self.jobs.offer(job) {
+            Ok(()) => {}
+            Err(Refused::Full) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the {} queue is full",
+                    self.name
+                )))
+            }
+            Err(Refused::Closed) => return Err(self.stopped()),
         }
         // A timed-out wait resumes on may's timer thread: the handle brings it home.
         match self.worker.recv_timeout(&answer, self.wait) {
@@ -116,22 +109,16 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
     }
 }
 
-fn run<I, O>(
-    jobs: &Receiver<Job<I, O>>,
-    queued: &AtomicUsize,
-    max_batch: usize,
-    decide: &Decide<I, O>,
-) {
+fn run<I, O>(jobs: &Take<Job<I, O>>, max_batch: usize, decide: &Decide<I, O>) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Ok(first) = jobs.recv() {
+    while let Some(first) = jobs.recv() {
         batch.push(first);
         while batch.len() < max_batch {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+                Some(job) => batch.push(job),
+                None => break,
             }
         }
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
         debug_assert!(batch.len() <= max_batch);
         drop_expired(&mut batch, Instant::now());
         if !batch.is_empty() {
