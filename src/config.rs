@@ -15,6 +15,10 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 /// How long a request waits for PostgreSQL before a 503. API.md wants the 503 "within a second";
 /// 800 ms leaves room for the rest of the request on a loaded box.
 pub const DEFAULT_DB_TIMEOUT_MILLIS: u64 = 800;
+/// Most live-update streams one process holds. A quiet stream costs about what an idle
+/// connection does (a few KiB, kernel buffers included); 20 000 keep a full server's streams well
+/// inside the memory of the smallest box Gavel is sized for, beside its keep-alive connections.
+pub const DEFAULT_MAX_STREAMS: usize = 20_000;
 /// How much sooner than the request's wait the server-side statement timeout fires, so PostgreSQL
 /// gives up (and frees the connection) before the request answers 503.
 pub const STATEMENT_TIMEOUT_MARGIN_MILLIS: u64 = 100;
@@ -37,6 +41,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub db_timeout: Duration,
+    /// Most live-update streams open at once; past it a new one gets 503.
+    pub max_streams: usize,
     pub cors: CorsSetting,
     pub pin_workers: bool,
     /// The HS256 secret for bearer tokens; `None` runs the server open.
@@ -104,6 +110,12 @@ const SETTINGS: &[Setting] = &[
         env: "GAVEL_DB_TIMEOUT_MS",
         default: "800",
         help: "longest wait for PostgreSQL before answering 503",
+    },
+    Setting {
+        flag: "max-streams",
+        env: "GAVEL_MAX_STREAMS",
+        default: "20000",
+        help: "most live-update streams open at once (past it: 503)",
     },
     Setting {
         flag: "cors-origins",
@@ -210,6 +222,8 @@ impl Config {
                 &or_default("db-timeout-ms"),
                 "db-timeout-ms",
             )?),
+            max_streams: usize::try_from(positive(&or_default("max-streams"), "max-streams")?)
+                .unwrap_or(usize::MAX),
             cors: parse_cors(&or_default("cors-origins")),
             pin_workers: parse_bool(&or_default("pin-workers"), "pin-workers")?,
             auth_secret: auth_secret(get("auth-secret"), get("auth-secret-file"))?,

@@ -54,6 +54,16 @@ impl<T> Hub<T> {
     }
 }
 
+impl<T> Hub<T> {
+    /// Offers `event` to `worker`'s inbox alone; never waits. False if it was full and dropped
+    /// it (the worker is told, as for any dropped event).
+    pub fn offer_to(&self, worker: usize, event: T) -> bool {
+        self.inboxes[worker % self.inboxes.len()]
+            .offer(Arc::new(event))
+            .is_ok()
+    }
+}
+
 impl<T> Inbox<T> {
     /// The next event, waiting up to `timeout`; a timed-out wait comes back to `home`.
     pub fn recv_timeout(

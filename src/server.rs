@@ -2,10 +2,12 @@
 //! connections, serve, and drain on SIGTERM/SIGINT.
 
 use crate::api::auth::Auth;
+use crate::api::live;
 use crate::api::{Api, WorkerContext};
 use crate::cache::client::RedisConfig;
 use crate::cache::BidCache;
 use crate::config::{Config, CorsSetting, STATEMENT_TIMEOUT_MARGIN_MILLIS};
+use crate::fanout;
 use crate::http::{self, Cors, ServerConfig};
 use crate::logging;
 use crate::memory;
@@ -165,11 +167,16 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
     storage::sweep::start(&pg, WorkerId::new(0))
         .map_err(|e| format!("cannot start the key sweeper: {e}"))?;
+    let live = live::Shared::new(cfg.max_streams);
+    let (hub, inboxes) = fanout::hub(cfg.workers);
     let handles: Vec<_> = (0..cfg.workers)
         .map(|index| {
             let worker = WorkerId::new(index);
             let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());
             let auth = auth.clone();
+            let subscribers = live::Subscribers::new(worker, live.clone(), hub.clone())
+                .map(Arc::new)
+                .map_err(|e| format!("cannot watch streams: {e}"));
             // It authenticates to PostgreSQL (SCRAM), so it gets the client's own stack size.
             let builder = may::coroutine::Builder::new()
                 .id(worker.index())
@@ -177,7 +184,8 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
             // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
             unsafe {
                 builder.spawn(move || {
-                    let store = Store::connect(&pg, worker)?;
+                    let live = subscribers?;
+                    let store = Store::connect(&pg, worker).map_err(|e| e.to_string())?;
                     let cache = redis.map(|r| BidCache::new(r, &instance, worker));
                     Ok(Arc::new(WorkerContext {
                         worker,
@@ -185,6 +193,7 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
                         cache,
                         auth,
                         metrics: worker.metrics(),
+                        live,
                     }))
                 })
             }
@@ -196,9 +205,27 @@ fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
         .map(|h| {
             h.join()
                 .map_err(|_| "worker start-up stopped unexpectedly".to_owned())?
-                .map_err(|e: pg::PgError| format!("cannot connect to PostgreSQL: {e}"))
+                .map_err(|e: String| format!("cannot connect to PostgreSQL: {e}"))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|contexts| start_live(&pg, contexts, inboxes, live, hub))
+}
+
+/// Starts each worker's stream coroutines and the process's listening feed.
+fn start_live(
+    pg: &pg::Config,
+    contexts: Vec<Arc<WorkerContext>>,
+    inboxes: Vec<fanout::Inbox<live::Update>>,
+    shared: Arc<live::Shared>,
+    hub: fanout::Hub<live::Update>,
+) -> Result<Vec<Arc<WorkerContext>>, String> {
+    for (ctx, inbox) in contexts.iter().zip(inboxes) {
+        live::subscribers::start(ctx.clone(), inbox)
+            .map_err(|e| format!("cannot start live updates: {e}"))?;
+    }
+    live::feed::start(pg, WorkerId::new(0), shared, hub)
+        .map_err(|e| format!("cannot start live updates: {e}"))?;
+    Ok(contexts)
 }
 
 fn wait_for_signal(mut signals: Signals) {

@@ -726,7 +726,7 @@ fn a_listening_client_receives_notifications_in_commit_order_and_listens_again_a
         let home = WorkerId::new(0);
         let wait = Duration::from_secs(5);
         let channel = format!("gavel test {}", std::process::id());
-        let (listener, notes) = Client::listening(cfg(), &[&channel], home).unwrap();
+        let (listener, notes) = Client::listening(cfg(), &[], &[&channel], home).unwrap();
         let sender = Connection::connect(&cfg(), STATEMENTS, 0).unwrap();
         let notify = |what: &str| {
             sender

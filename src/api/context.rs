@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::auth::{Auth, Caller};
 use super::error::ApiError;
+use super::live::Subscribers;
 use crate::cache::BidCache;
 use crate::domain::time::Timestamp;
 use crate::http::{Request, Response};
@@ -21,11 +22,13 @@ pub struct WorkerContext {
     pub auth: Option<Arc<Auth>>,
     /// The worker's metrics slot; `None` when metrics are off.
     pub metrics: Option<&'static WorkerMetrics>,
+    /// The worker's live-update streams.
+    pub live: Arc<Subscribers>,
 }
 
 pub(super) type ApiResult = Result<Response, ApiError>;
 
-pub(super) fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);

@@ -37,6 +37,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     HeadersTooLarge,
     NotImplemented(&'static str),
+    /// The server holds as many live-update streams as it is configured for.
+    StreamsFull,
     /// A storage failure: 503 when a retry may succeed, else 500. Its detail goes to the log,
     /// never to the client.
     Store(StoreError),
@@ -68,7 +70,7 @@ impl ApiError {
             ApiError::HeadersTooLarge => 431,
             ApiError::Store(StoreError::Internal(_)) => 500,
             ApiError::NotImplemented(_) => 501,
-            ApiError::Store(StoreError::Unavailable(_)) => 503,
+            ApiError::Store(StoreError::Unavailable(_)) | ApiError::StreamsFull => 503,
         }
     }
 
@@ -90,7 +92,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::HeadersTooLarge => "headers_too_large",
             ApiError::NotImplemented(_) => "not_implemented",
-            ApiError::Store(StoreError::Unavailable(_)) => "unavailable",
+            ApiError::Store(StoreError::Unavailable(_)) | ApiError::StreamsFull => "unavailable",
             ApiError::Store(StoreError::Internal(_)) => "internal",
         }
     }
@@ -121,6 +123,9 @@ impl ApiError {
                 "the service is temporarily unavailable; retry shortly".into()
             }
             ApiError::Store(StoreError::Internal(_)) => "internal error".into(),
+            ApiError::StreamsFull => {
+                "the server holds as many live-update streams as it may; retry shortly".into()
+            }
         }
     }
 
@@ -160,7 +165,7 @@ impl ApiError {
         match self {
             ApiError::MethodNotAllowed { allow } => resp.header("Allow", allow),
             ApiError::Unauthorized(_) => resp.header("WWW-Authenticate", "Bearer"),
-            ApiError::Store(StoreError::Unavailable(_)) => {
+            ApiError::Store(StoreError::Unavailable(_)) | ApiError::StreamsFull => {
                 resp.header("Retry-After", RETRY_AFTER_SECS.to_string())
             }
             _ => {}

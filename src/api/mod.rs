@@ -13,11 +13,13 @@ pub mod auth;
 pub mod bids;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod fields;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod health;
 pub mod idempotency;
+pub mod live;
 mod query;
 pub mod report;
 pub mod routes;

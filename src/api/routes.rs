@@ -3,22 +3,37 @@
 //! document cannot drift from the routes the server really has.
 
 use super::context::{ApiResult, WorkerContext};
-use super::{auctions, bids, health};
+use super::error::ApiError;
+use super::events::Opening;
+use super::{auctions, bids, events, health};
 use crate::domain::parse_id;
 use crate::http::{Request, Response};
 
 /// A handler gets the ID in the path (0 for paths without one).
 pub(super) type Handler = fn(&WorkerContext, &Request<'_>, i64) -> ApiResult;
 
+/// A handler whose answer opens a stream: it also says what to follow once the connection is
+/// handed over.
+pub(super) type StreamHandler =
+    fn(&WorkerContext, &Request<'_>, i64) -> Result<(Response, Option<Opening>), ApiError>;
+
+/// What answers one method of a route.
+pub(super) enum Answer {
+    Plain(Handler),
+    Stream(StreamHandler),
+}
+
 pub struct RouteSpec {
-    /// The path as the OpenAPI document writes it. At most one `{name}` segment, always the last:
-    /// an ID (canonical decimal, 1 to `i64::MAX`); a path whose ID is not one matches no route (404).
+    /// The path as the OpenAPI document writes it. At most one `{name}` segment: an ID
+    /// (canonical decimal, 1 to `i64::MAX`); a path whose ID is not one matches no route (404).
     pub path: &'static str,
     /// The `Allow` header: the methods served, `HEAD` wherever `GET` is.
     pub allow: &'static str,
     /// Answers `GET` and `HEAD` (the HTTP layer drops a HEAD answer's body).
     pub(super) get: Option<Handler>,
     pub(super) post: Option<Handler>,
+    /// Answers `GET` and `HEAD` with a stream instead of `get`.
+    pub(super) stream: Option<StreamHandler>,
 }
 
 impl RouteSpec {
@@ -28,10 +43,13 @@ impl RouteSpec {
     }
 
     /// The handler for `method`, or `None` when this path does not serve it (405).
-    pub(super) fn handler(&self, method: &str) -> Option<Handler> {
+    pub(super) fn handler(&self, method: &str) -> Option<Answer> {
         match method {
-            "GET" | "HEAD" => self.get,
-            "POST" => self.post,
+            "GET" | "HEAD" => match self.stream {
+                Some(stream) => Some(Answer::Stream(stream)),
+                None => self.get.map(Answer::Plain),
+            },
+            "POST" => self.post.map(Answer::Plain),
             _ => None,
         }
     }
@@ -40,7 +58,12 @@ impl RouteSpec {
     fn matches(&self, path: &str) -> Option<i64> {
         match self.path.split_once('{') {
             None => (self.path == path).then_some(0),
-            Some((prefix, _)) => path.strip_prefix(prefix).and_then(parse_id),
+            Some((prefix, rest)) => {
+                let suffix = rest.split_once('}').map_or("", |(_, s)| s);
+                path.strip_prefix(prefix)?
+                    .strip_suffix(suffix)
+                    .and_then(parse_id)
+            }
         }
     }
 }
@@ -54,42 +77,56 @@ pub const ROUTES: &[RouteSpec] = &[
         allow: "GET, HEAD",
         get: Some(|_, _, _| Ok(Response::json(200, br#"{"status":"ok"}"#.to_vec()))),
         post: None,
+        stream: None,
     },
     RouteSpec {
         path: "/ready",
         allow: "GET, HEAD",
         get: Some(|ctx, _, _| health::ready(ctx)),
         post: None,
+        stream: None,
     },
     RouteSpec {
         path: "/api/auctions",
         allow: "GET, HEAD, POST",
         get: Some(|ctx, req, _| auctions::list_auctions(ctx, req)),
         post: Some(|ctx, req, _| auctions::create_auction(ctx, req)),
+        stream: None,
     },
     RouteSpec {
         path: "/api/auctions/{id}",
         allow: "GET, HEAD",
         get: Some(auctions::get_auction),
         post: None,
+        stream: None,
+    },
+    RouteSpec {
+        path: "/api/auctions/{id}/events",
+        allow: "GET, HEAD",
+        get: None,
+        post: None,
+        stream: Some(events::open),
     },
     RouteSpec {
         path: "/api/bids",
         allow: "POST",
         get: None,
         post: Some(|ctx, req, _| bids::place_bid(ctx, req)),
+        stream: None,
     },
     RouteSpec {
         path: "/api/bids/{auction_id}",
         allow: "GET, HEAD",
         get: Some(bids::list_bids),
         post: None,
+        stream: None,
     },
     RouteSpec {
         path: "/openapi.json",
         allow: "GET, HEAD",
         get: Some(|_, _, _| Ok(Response::json(200, OPENAPI_JSON.to_vec()))),
         post: None,
+        stream: None,
     },
 ];
 
@@ -120,7 +157,7 @@ mod tests {
     fn allow_lists_exactly_the_methods_with_handlers() {
         for r in ROUTES {
             let mut served = Vec::new();
-            if r.get.is_some() {
+            if r.get.is_some() || r.stream.is_some() {
                 served.extend(["GET", "HEAD"]);
             }
             if r.post.is_some() {
@@ -139,8 +176,8 @@ mod tests {
             let concrete = match r.path.split_once('{') {
                 None => r.path.to_owned(),
                 Some((prefix, rest)) => {
-                    assert!(rest.ends_with('}') && !rest.contains('/'), "{}", r.path);
-                    format!("{prefix}9223372036854775807")
+                    let (_, suffix) = rest.split_once('}').unwrap();
+                    format!("{prefix}9223372036854775807{suffix}")
                 }
             };
             let (found, _) = find(&concrete).unwrap();
@@ -149,6 +186,10 @@ mod tests {
         assert_eq!(
             find("/api/auctions/42").map(|(r, id)| (r.path, id)),
             Some(("/api/auctions/{id}", 42))
+        );
+        assert_eq!(
+            find("/api/auctions/42/events").map(|(r, id)| (r.path, id)),
+            Some(("/api/auctions/{id}/events", 42))
         );
         for unknown in [
             "/",
@@ -160,6 +201,10 @@ mod tests {
             "/api/auctions/abc",
             "/api/auctions/1/",
             "/api/auctions/1/bids",
+            "/api/auctions/1/events/",
+            "/api/auctions/0/events",
+            "/api/auctions//events",
+            "/api/auctions/x/events",
             "/api/bids/-1",
             "/api/auctions/9223372036854775808",
             "/health/",

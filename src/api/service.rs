@@ -5,19 +5,22 @@ use std::sync::Arc;
 
 use super::context::{ApiResult, WorkerContext};
 use super::error::ApiError;
+use super::events::Opening;
 use super::report::{BID_OUTCOMES, FAST_PATH_RESULTS, KEY_RESULTS};
-use super::routes::{self, RouteSpec};
-use crate::http::{HttpError, Request, Response, Service, UNROUTED};
+use super::routes::{self, Answer, RouteSpec};
+use crate::http::{HttpError, OpenStream, Request, Response, Service, UNROUTED};
 use crate::metrics::Labels;
 
 /// The service behind every connection of one worker.
 pub struct Api {
     ctx: Arc<WorkerContext>,
+    /// The stream the last answer opened, until the connection is handed over.
+    opening: Option<Opening>,
 }
 
 impl Api {
     pub fn new(ctx: Arc<WorkerContext>) -> Api {
-        Api { ctx }
+        Api { ctx, opening: None }
     }
 }
 
@@ -26,7 +29,8 @@ impl Service for Api {
     /// label (a path no route serves, an ID that is not one included, is `UNROUTED`).
     fn call(&mut self, req: &Request<'_>) -> Response {
         let found = routes::find(req.path);
-        let mut resp = route(&self.ctx, req, found).unwrap_or_else(|e| {
+        self.opening = None;
+        let mut resp = route(&self.ctx, req, found, &mut self.opening).unwrap_or_else(|e| {
             e.log(req.request_id);
             e.into_response()
         });
@@ -36,6 +40,18 @@ impl Service for Api {
 
     fn error(&mut self, err: &HttpError) -> Response {
         ApiError::from(err).into_response()
+    }
+
+    fn adopt(&mut self, stream: OpenStream) {
+        match self.opening.take() {
+            Some(opening) if !opening.closed => self.ctx.live.attach(
+                opening.reservation,
+                stream,
+                opening.position,
+                opening.ends_at,
+            ),
+            _ => stream.end(b""),
+        }
     }
 }
 
@@ -48,12 +64,20 @@ fn route(
     ctx: &WorkerContext,
     req: &Request<'_>,
     found: Option<(&'static RouteSpec, i64)>,
+    opening: &mut Option<Opening>,
 ) -> ApiResult {
     let (spec, id) = found.ok_or(ApiError::NotFound)?;
-    let handler = spec
+    let answer = spec
         .handler(req.method)
         .ok_or(ApiError::MethodNotAllowed { allow: spec.allow })?;
-    handler(ctx, req, id)
+    match answer {
+        Answer::Plain(handler) => handler(ctx, req, id),
+        Answer::Stream(handler) => {
+            let (resp, opened) = handler(ctx, req, id)?;
+            *opening = opened;
+            Ok(resp)
+        }
+    }
 }
 
 /// Every label set the API reports under, registered with the metrics at start-up.

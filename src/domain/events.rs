@@ -2,6 +2,9 @@
 //! are the auction's `bid_count`, and a client that reconnects says with `Last-Event-ID` how far
 //! it got.
 
+use super::auction::{Auction, Bid};
+use super::time::Timestamp;
+
 /// Most missed bids a resuming stream is sent one by one (API.md); a client further behind gets
 /// the auction's current state instead, which costs one event rather than a backlog it would
 /// only skim.
@@ -42,11 +45,49 @@ pub fn start(last_event_id: Option<&[u8]>, bid_count: i64) -> Result<Start, Inva
 }
 
 /// A decimal count: ASCII digits only (no sign, no space), at most 19 of them.
-fn parse_count(text: &[u8]) -> Option<i64> {
+pub fn parse_count(text: &[u8]) -> Option<i64> {
     if text.is_empty() || text.len() > MAX_EVENT_ID_DIGITS || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// One accepted bid as a stream tells it: its place in the auction's count, and the auction's
+/// `ends_at` right after it (a soft-close extension included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The auction's `bid_count` after this bid: the event's id.
+    pub count: i64,
+    pub bid: Bid,
+    pub ends_at: Timestamp,
+}
+
+impl Accepted {
+    /// The auction as it stood right after this bid, from its current state: the later bids'
+    /// price, leader, count and end are this bid's own. Every field but those is fixed at
+    /// creation.
+    pub fn auction_after(&self, current: &Auction) -> Auction {
+        debug_assert!(self.count <= current.bid_count);
+        debug_assert_eq!(self.bid.auction_id, current.id);
+        Auction {
+            current_price: Some(self.bid.amount),
+            leader_id: Some(self.bid.bidder_id),
+            bid_count: self.count,
+            ends_at: self.ends_at,
+            ..current.clone()
+        }
+    }
+}
+
+/// An auction's state and its latest accepted bids, read together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub auction: Auction,
+    /// The database's clock had reached the auction's `ends_at` when it was read: no bid can be
+    /// accepted any more, this is the final state.
+    pub ended: bool,
+    /// Oldest first; their counts run without a gap up to the auction's `bid_count`.
+    pub bids: Vec<Accepted>,
 }
 
 #[cfg(test)]

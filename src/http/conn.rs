@@ -26,6 +26,20 @@ enum Next {
     /// Close after writing, then discard input for a while so the response is not lost to a
     /// reset.
     Linger,
+    /// The response opened a stream: write what is pending, then hand the socket over.
+    Stream {
+        chunked: bool,
+    },
+}
+
+/// How a connection's coroutine ended.
+pub(crate) enum Ended<S> {
+    Closed,
+    /// Idle past the park delay: park it with its service until input or this deadline.
+    Park(S, Instant),
+    /// Its last response opened a stream (chunked or not), written up to here: hand the socket
+    /// to the service.
+    Stream(S, bool),
 }
 
 /// How waiting for the next request ended.
@@ -81,28 +95,33 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
 
     /// Serves requests until the connection ends, or until it has been idle long enough to
     /// park: then it hands back the service and the idle deadline.
-    pub(crate) fn run(mut self) -> Option<(S, Instant)> {
+    pub(crate) fn run(mut self) -> Ended<S> {
         let mut parser = RequestParser::new();
         loop {
             if self.inbuf.is_empty() {
                 if !self.flush() {
-                    return None;
+                    return Ended::Closed;
                 }
                 match self.wait_for_request() {
                     Idle::Ready => {}
-                    Idle::Close => return None,
-                    Idle::Park(deadline) => return Some((self.service, deadline)),
+                    Idle::Close => return Ended::Closed,
+                    Idle::Park(deadline) => return Ended::Park(self.service, deadline),
                 }
             }
             parser.reset();
             let next = self.serve_one(&mut parser);
             if self.out.len() > WRITE_BATCH_MAX_BYTES && !self.flush() {
-                return None;
+                return Ended::Closed;
             }
             match next {
                 Next::KeepAlive => self.inbuf.shrink(),
                 Next::Close => return self.finish(false),
                 Next::Linger => return self.finish(true),
+                // Input after the stream's request is never answered: the stream never ends.
+                Next::Stream { chunked } => match self.flush() {
+                    true => return Ended::Stream(self.service, chunked),
+                    false => return Ended::Closed,
+                },
             }
         }
     }
@@ -230,13 +249,17 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
             self.service.call(&req)
         };
         resp.header(request_id::HEADER, id.clone());
-        // Checked after the call, so a request in flight when shutdown starts says so.
-        let close = head.close || self.link.draining();
+        let stream = resp.stream && !head.is_head && (200..300).contains(&resp.status);
+        let chunked = head.version_minor == 1;
+        // Checked after the call, so a request in flight when shutdown starts says so. An
+        // HTTP/1.0 stream's body ends with the connection.
+        let close = head.close || self.link.draining() || (stream && !chunked);
         let meta = ResponseMeta {
             head_request: head.is_head,
             close,
             keep_alive_10: head.keep_alive_10 && !close,
             accepts_gzip: encode::accepts_gzip(req.headers_named("accept-encoding")),
+            chunked,
             cors,
         };
         encode::write_response(&mut self.out, &resp, &meta, self.link.gzip());
@@ -244,6 +267,9 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
             observer.request(resp.route, resp.status, started.elapsed());
         }
         self.inbuf.consume(len);
+        if stream {
+            return Next::Stream { chunked };
+        }
         match (close, self.inbuf.is_empty()) {
             (false, _) => Next::KeepAlive,
             (true, true) => Next::Close,
@@ -330,11 +356,11 @@ impl<'a, S: Service, T: Transport> Conn<'a, S, T> {
 
     /// Writes what is pending and closes; with `linger`, first discards input for a bounded
     /// time so that closing with unread data does not reset the connection under the response.
-    fn finish(mut self, linger: bool) -> Option<(S, Instant)> {
+    fn finish(mut self, linger: bool) -> Ended<S> {
         if self.flush() && linger && self.stream.shutdown_write().is_ok() {
             self.discard_input();
         }
-        None
+        Ended::Closed
     }
 
     fn discard_input(&mut self) {

@@ -18,6 +18,8 @@ pub(crate) struct ResponseMeta<'a> {
     pub(crate) keep_alive_10: bool,
     /// The request's Accept-Encoding admits gzip.
     pub(crate) accepts_gzip: bool,
+    /// A stream's body is chunked (HTTP/1.1); an HTTP/1.0 client's ends when the connection does.
+    pub(crate) chunked: bool,
     pub(crate) cors: CorsHeaders<'a>,
 }
 
@@ -34,6 +36,9 @@ pub(crate) fn write_response(
         500
     };
     let bodiless = status < 200 || status == 204 || status == 304;
+    if resp.stream && !bodiless {
+        return write_stream_head(out, status, resp, meta);
+    }
     let compressible = !bodiless && resp.body.len() > GZIP_MIN_BYTES && !has_encoding(resp);
     let gzipped = if compressible && meta.accepts_gzip {
         gzip.compress(&resp.body)
@@ -59,6 +64,28 @@ pub(crate) fn write_response(
     out.extend_from_slice(b"\r\n");
     if !meta.head_request {
         out.extend_from_slice(body);
+    }
+}
+
+/// A stream's head and first bytes: no length, never compressed (each event must reach the
+/// client as it is sent), chunked for HTTP/1.1.
+fn write_stream_head(out: &mut Vec<u8>, status: u16, resp: &Response, meta: &ResponseMeta<'_>) {
+    write_status_line(out, status);
+    write_fixed_headers(out, resp);
+    write_vary(out, false, meta.cors.vary_origin);
+    write_cors(out, &meta.cors);
+    write_connection(out, meta);
+    if meta.chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if meta.head_request {
+        return;
+    }
+    if meta.chunked {
+        super::stream::write_chunk(out, &resp.body);
+    } else {
+        out.extend_from_slice(&resp.body);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::conn::Conn;
+use super::conn::{Conn, Ended};
 use super::link::Detached;
 use super::shared::Timeouts;
 use super::transport::MemoryStream;
@@ -18,9 +18,11 @@ pub fn serve<S: Service>(service: S, reads: &[&[u8]]) -> Vec<u8> {
     let mut service = Some(service);
     // A connection that would park comes back, as it does from the parking lot, until it ends.
     while let Some(s) = service.take() {
-        service = Conn::new(&mut stream, detached.link(), s)
-            .run()
-            .map(|(s, _)| s);
+        // A stream ends here: memory has no one to hold it.
+        service = match Conn::new(&mut stream, detached.link(), s).run() {
+            Ended::Park(s, _) => Some(s),
+            Ended::Closed | Ended::Stream(..) => None,
+        };
     }
     stream.written
 }

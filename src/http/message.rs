@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::stream::OpenStream;
+
 /// One request header as received: the name as sent (ASCII token), the value without surrounding
 /// whitespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,10 @@ pub struct Response {
     pub content_type: Option<&'static str>,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// The body is the start of a stream that stays open (see [`stream`](super::stream)): sent
+    /// chunked and uncompressed, after which the connection is handed to [`Service::adopt`].
+    /// Ignored for HEAD and for bodiless statuses.
+    pub stream: bool,
 }
 
 impl Response {
@@ -81,6 +87,7 @@ impl Response {
             content_type: None,
             headers: Vec::new(),
             body: Vec::new(),
+            stream: false,
         }
     }
 
@@ -97,6 +104,7 @@ impl Response {
             content_type: Some(content_type),
             headers: Vec::new(),
             body,
+            stream: false,
         }
     }
 
@@ -162,6 +170,12 @@ pub trait Service {
     fn call(&mut self, req: &Request<'_>) -> Response;
     /// Renders an error the layer detected; the connection closes after it is written.
     fn error(&mut self, err: &HttpError) -> Response;
+    /// Takes over the connection of the stream the last response opened
+    /// ([`Response::stream`]), once its head and first bytes are written. Dropping the stream
+    /// closes the connection, which is what a service that keeps no streams does.
+    fn adopt(&mut self, stream: OpenStream) {
+        drop(stream);
+    }
 }
 
 /// The route of a response no route answered: errors the layer found before routing, and paths

@@ -42,12 +42,14 @@ mod runtime;
 mod server;
 mod shared;
 pub mod sse;
+pub mod stream;
 mod transport;
 
 pub use cors::Cors;
 pub use message::{Header, HttpError, Request, Response, Service, UNROUTED};
 pub use observe::{Observer, Observers};
 pub use server::{serve, ConnectionCounts, Server, ServerConfig};
+pub use stream::{Cut, OpenStream, Ready, Sent, StreamWatch};
 
 /// Longest request line (method, target, version; without its CRLF). 8 KiB is the usual server
 /// default and far above any Gavel URL, while bounding what a client can make us buffer before the

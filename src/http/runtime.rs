@@ -7,11 +7,12 @@ use std::sync::Arc;
 use may::coroutine::Builder;
 use may::go;
 
-use super::conn::Conn;
+use super::conn::{Conn, Ended};
 use super::link::ConnLink;
 use super::message::Service;
 use super::parking::Lot;
 use super::shared::{ParkedGauge, Shared, Tracked};
+use super::stream::OpenStream;
 use super::{CONN_STACK_BYTES, HOUSEKEEPING_STACK_BYTES};
 
 /// Everything the coroutines of one server share, including the parts that depend on the
@@ -64,8 +65,13 @@ where
         worker,
         slot: &tracked.membership.slot,
     };
-    let Some((service, deadline)) = Conn::new(&mut tracked.stream, link, service).run() else {
-        return;
+    let (service, deadline) = match Conn::new(&mut tracked.stream, link, service).run() {
+        Ended::Closed => return,
+        Ended::Park(service, deadline) => (service, deadline),
+        Ended::Stream(mut service, chunked) => {
+            service.adopt(OpenStream::new(tracked, chunked));
+            return;
+        }
     };
     let fd = tracked.stream.as_raw_fd();
     let parked = Parked {

@@ -195,7 +195,7 @@ fn auction_from_row(row: &Row) -> Result<Auction, StoreError> {
 }
 
 /// Reads an auction whose columns start at `first`, in `auction_select!`'s order.
-fn auction_at(row: &Row, first: usize) -> Result<Auction, StoreError> {
+pub(super) fn auction_at(row: &Row, first: usize) -> Result<Auction, StoreError> {
     Ok(Auction {
         id: row.get(first)?,
         title: row.get(first + 1)?,

@@ -37,6 +37,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "set_based_bids",
         sql: include_str!("../../migrations/0005_set_based_bids.sql"),
     },
+    Migration {
+        version: 6,
+        name: "live_updates",
+        sql: include_str!("../../migrations/0006_live_updates.sql"),
+    },
 ];
 
 /// Serializes migrations across every server starting at once against the same database.

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod bid_pages;
 pub mod bids;
 mod coalesce;
+pub mod history;
 pub mod keys;
 pub mod migrate;
 pub mod pg;
@@ -17,6 +18,7 @@ pub use statements::STATEMENTS;
 
 use crate::domain::auction::{Auction, Bid, NewAuction, Status};
 use crate::domain::bid::{BidDecision, BidInput};
+use crate::domain::events::History;
 use crate::domain::idempotency::{KeyClaim, Keyed};
 use crate::domain::page::{Page, PageQuery};
 use crate::domain::time::Timestamp;
@@ -165,6 +167,11 @@ impl Store {
         now: Timestamp,
     ) -> Result<Keyed<CreatedAuction>, StoreError> {
         auctions::create_auction_keyed(&self.write, a, claim, now)
+    }
+
+    /// See [`history::auction_history`]; read on the worker's read connection, uncoalesced.
+    pub fn history(&self, id: i64, after: i64, limit: i64) -> Result<Option<History>, StoreError> {
+        history::auction_history(&self.read, id, after, limit)
     }
 
     /// See [`auctions::stored_auction`].

@@ -4,7 +4,7 @@
 
 use super::pg::{Client, StatementDef, Statements};
 use super::StoreError;
-use super::{auctions, bid_pages, bids, keys};
+use super::{auctions, bid_pages, bids, history, keys};
 
 pub(crate) static PING: StatementDef = StatementDef {
     name: "ping",
@@ -29,6 +29,7 @@ pub static STATEMENTS: Statements = &[
     &bid_pages::LIST_BIDS_BEFORE,
     &bid_pages::LIST_BIDS_MANY,
     &keys::SWEEP_KEYS,
+    &history::AUCTION_HISTORY,
 ];
 
 /// One round trip that proves the connection and the server answer.

@@ -44,6 +44,7 @@ impl pipeline::Client<Postgres> {
     /// [`generation`](pipeline::Client::generation) the consumer resynchronises.
     pub fn listening(
         cfg: Config,
+        statements: Statements,
         channels: &[&str],
         worker: impl Into<WorkerId>,
     ) -> Result<(Client, Notifications), PgError> {
@@ -55,7 +56,7 @@ impl pipeline::Client<Postgres> {
         };
         let target = Target {
             cfg,
-            statements: &[],
+            statements,
             listen: Some(listen),
         };
         let client = Client::start_connected(target, worker, observer(worker))?;

@@ -1,0 +1,569 @@
+//! One worker's streams: which auction each follows and how far it got, when each auction
+//! closes, and the two coroutines that serve them.
+//!
+//! - The *updates* coroutine takes the feed's events from the worker's inbox and sends each to
+//!   the streams that need it next; it also catches streams up from the stored bids, sends pings,
+//!   and closes auctions when their time comes (one timer list per worker, not a sleeping
+//!   coroutine per stream).
+//! - The *watch* coroutine waits on the worker's [`StreamWatch`]: it drops streams whose client
+//!   left and sends pending bytes to streams that can take them.
+//!
+//! Both run on the worker, as do the handlers that open streams, so the lock on the state is
+//! never contended across workers and never held across a wait.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use may::io::WaitIo;
+
+use super::render;
+use super::{Shared, StreamCount, Update};
+use crate::api::context::{now, WorkerContext};
+use crate::domain::events::{History, MAX_REPLAYED_BIDS};
+use crate::domain::time::Timestamp;
+use crate::fanout::{Hub, Inbox};
+use crate::http::{Cut, OpenStream, Sent, StreamWatch};
+use crate::logging;
+use crate::placement::WorkerId;
+
+/// How often a stream gets a comment line when quiet. API.md asks for one at least every 15 s;
+/// 10 s leaves room for a busy worker or a slow network.
+pub const PING_INTERVAL_SECS: u64 = 10;
+
+/// How soon an auction whose end has come by this server's clock, but not by the database's, is
+/// looked at again: the two clocks may differ by a few milliseconds.
+pub const CLOSE_RECHECK_MILLIS: u64 = 50;
+
+/// Longest the updates coroutine waits for an event before looking at its timers.
+const UPDATES_POLL_MILLIS: u64 = 1000;
+
+/// Stack of the updates and watch coroutines: they read from PostgreSQL and render JSON, like a
+/// request handler, but never recurse.
+const LIVE_STACK_WORDS: usize = 64 * 1024 / std::mem::size_of::<usize>();
+
+/// The stream cap is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// A stream about to open on an auction: the auction is followed (so its events reach this
+/// worker) from before its state is read, and the stream is counted against the cap.
+pub struct Reservation {
+    subscribers: Arc<Subscribers>,
+    auction: i64,
+    count: Option<StreamCount>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.subscribers.lock();
+        if let Some(topic) = state.topics.get_mut(&self.auction) {
+            topic.reserved -= 1;
+        }
+        self.subscribers.forget_if_unused(&mut state, self.auction);
+    }
+}
+
+struct Sub {
+    stream: OpenStream,
+    token: u64,
+    auction: i64,
+    /// The id (count) of the last event this stream was sent.
+    position: i64,
+    _count: StreamCount,
+}
+
+/// An auction followed on this worker.
+struct Topic {
+    subs: Vec<u64>,
+    reserved: u32,
+    /// The highest count this worker has seen for the auction.
+    latest: i64,
+    ends_at: Timestamp,
+}
+
+#[derive(Default)]
+struct State {
+    slots: Vec<Option<Sub>>,
+    free: Vec<u32>,
+    /// Tags tokens, so a stale watch report never reaches a later stream in the same slot.
+    generation: u32,
+    topics: HashMap<i64, Topic>,
+    /// (end, auction), soonest first; stale entries (the end moved) are skipped.
+    closing: BinaryHeap<Reverse<(Timestamp, i64)>>,
+}
+
+/// One worker's streams.
+pub struct Subscribers {
+    worker: WorkerId,
+    shared: Arc<Shared>,
+    hub: Hub<Update>,
+    watch: StreamWatch,
+    state: Mutex<State>,
+}
+
+impl Subscribers {
+    pub fn new(worker: WorkerId, shared: Arc<Shared>, hub: Hub<Update>) -> io::Result<Self> {
+        Ok(Subscribers {
+            worker,
+            shared,
+            hub,
+            watch: StreamWatch::new()?,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Streams open on this worker.
+    pub fn len(&self) -> usize {
+        self.lock().slots.iter().flatten().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state consistent, so a panic elsewhere cannot corrupt it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Follows `auction` for a stream about to open; `Full` at the stream cap.
+    pub fn reserve(self: &Arc<Self>, auction: i64) -> Result<Reservation, Full> {
+        let count = self.shared.try_open().ok_or(Full)?;
+        let mut state = self.lock();
+        let topic = state.topics.entry(auction).or_insert_with(|| {
+            self.shared.follow(auction);
+            Topic {
+                subs: Vec::new(),
+                reserved: 0,
+                latest: 0,
+                ends_at: Timestamp::from_unix_micros(i64::MAX),
+            }
+        });
+        topic.reserved += 1;
+        Ok(Reservation {
+            subscribers: self.clone(),
+            auction,
+            count: Some(count),
+        })
+    }
+
+    /// Adds a stream that has been sent every event up to `position`, on an auction ending at
+    /// `ends_at` as far as its opening read saw.
+    pub fn attach(
+        &self,
+        mut reservation: Reservation,
+        stream: OpenStream,
+        position: i64,
+        ends_at: Timestamp,
+    ) {
+        let auction = reservation.auction;
+        let Some(count) = reservation.count.take() else {
+            return;
+        };
+        if stream.draining() {
+            stream.end(b"");
+            return;
+        }
+        let mut state = self.lock();
+        let index = state.free.pop().unwrap_or_else(|| {
+            state.slots.push(None);
+            (state.slots.len() - 1) as u32
+        });
+        state.generation = state.generation.wrapping_add(1);
+        let token = u64::from(state.generation) << 32 | u64::from(index);
+        if self.watch.add(&stream, token).is_err() {
+            state.free.push(index);
+            return;
+        }
+        state.slots[index as usize] = Some(Sub {
+            stream,
+            token,
+            auction,
+            position,
+            _count: count,
+        });
+        let Some(topic) = state.topics.get_mut(&auction) else {
+            debug_assert!(false, "a reserved auction is followed");
+            return;
+        };
+        topic.subs.push(token);
+        let behind = topic.latest > position;
+        if ends_at > topic.ends_at || topic.ends_at.unix_micros() == i64::MAX {
+            topic.ends_at = ends_at;
+            state.closing.push(Reverse((ends_at, auction)));
+        }
+        drop(state);
+        drop(reservation);
+        if behind {
+            // Events this stream missed passed through while it opened: the updates coroutine
+            // catches it up in order with everything else it sends.
+            self.hub
+                .offer_to(self.worker.index(), Update::CatchUp(auction));
+        }
+    }
+
+    /// Sends each of `events` to the streams of `auction` that need it next; true if a stream was
+    /// found behind (it needs catching up).
+    fn deliver(&self, auction: i64, ends_at: Timestamp, events: &[(i64, Box<[u8]>)]) -> bool {
+        let mut state = self.lock();
+        let Some(topic) = state.topics.get_mut(&auction) else {
+            return false;
+        };
+        if let Some((last, _)) = events.last() {
+            topic.latest = topic.latest.max(*last);
+        }
+        if ends_at > topic.ends_at {
+            topic.ends_at = ends_at;
+            state.closing.push(Reverse((ends_at, auction)));
+        }
+        let tokens = state.topics[&auction].subs.clone();
+        let mut behind = false;
+        for token in tokens {
+            for (count, frame) in events {
+                match self.send_next(&mut state, token, *count, frame) {
+                    Delivery::Sent | Delivery::Seen => {}
+                    Delivery::Behind => {
+                        behind = true;
+                        break;
+                    }
+                    Delivery::Gone => break,
+                }
+            }
+        }
+        behind
+    }
+
+    /// Sends event `count` to stream `token` if it is the one it needs next.
+    fn send_next(&self, state: &mut State, token: u64, count: i64, frame: &[u8]) -> Delivery {
+        let Some(sub) = slot_mut(state, token) else {
+            return Delivery::Gone;
+        };
+        if count <= sub.position {
+            return Delivery::Seen;
+        }
+        if count > sub.position + 1 {
+            return Delivery::Behind;
+        }
+        match self.send(sub, token, frame) {
+            Ok(()) => {
+                sub.position = count;
+                Delivery::Sent
+            }
+            Err(Cut) => {
+                self.remove(state, token);
+                Delivery::Gone
+            }
+        }
+    }
+
+    fn send(&self, sub: &mut Sub, token: u64, frame: &[u8]) -> Result<(), Cut> {
+        if sub.stream.send(frame)? == Sent::Pending && sub.stream.pending_bytes() > 0 {
+            self.watch
+                .want_write(&sub.stream, token, true)
+                .map_err(|_| Cut)?;
+        }
+        Ok(())
+    }
+
+    /// Takes stream `token` out (its client left or was cut off) and returns it.
+    fn remove(&self, state: &mut State, token: u64) -> Option<OpenStream> {
+        let index = (token & u64::from(u32::MAX)) as usize;
+        let slot = state.slots.get_mut(index)?;
+        if slot.as_ref().map(|s| s.token) != Some(token) {
+            return None;
+        }
+        let sub = slot.take()?;
+        state.free.push(index as u32);
+        self.watch.remove(&sub.stream);
+        if let Some(topic) = state.topics.get_mut(&sub.auction) {
+            topic.subs.retain(|&t| t != token);
+        }
+        self.forget_if_unused(state, sub.auction);
+        Some(sub.stream)
+    }
+
+    /// Stops following `auction` once no stream here follows or is about to follow it.
+    fn forget_if_unused(&self, state: &mut State, auction: i64) {
+        if let Some(topic) = state.topics.get(&auction) {
+            if topic.subs.is_empty() && topic.reserved == 0 {
+                state.topics.remove(&auction);
+                self.shared.unfollow(auction);
+            }
+        }
+    }
+
+    /// The lowest position among `auction`'s streams, if any stream follows it.
+    fn lowest_position(&self, auction: i64) -> Option<i64> {
+        let state = self.lock();
+        let topic = state.topics.get(&auction)?;
+        topic
+            .subs
+            .iter()
+            .filter_map(|&t| slot_ref(&state, t).map(|s| s.position))
+            .min()
+    }
+
+    fn followed(&self) -> Vec<i64> {
+        self.lock().topics.keys().copied().collect()
+    }
+
+    /// Sends what the stored history holds past each stream's position; a stream further behind
+    /// than the history reaches is cut off (it resumes with `Last-Event-ID`). Closes the auction
+    /// if the history is final.
+    fn catch_up_from(&self, history: &History) {
+        let auction = history.auction.id;
+        let events: Vec<(i64, Box<[u8]>)> = history
+            .bids
+            .iter()
+            .map(|accepted| {
+                let mut frame = Vec::with_capacity(768);
+                render::bid_event(&mut frame, accepted, &history.auction);
+                (accepted.count, frame.into_boxed_slice())
+            })
+            .collect();
+        self.deliver(auction, history.auction.ends_at, &events);
+        let mut state = self.lock();
+        let Some(topic) = state.topics.get(&auction) else {
+            return;
+        };
+        for token in topic.subs.clone() {
+            let behind =
+                slot_ref(&state, token).is_some_and(|s| s.position < history.auction.bid_count);
+            if behind {
+                drop(self.remove(&mut state, token));
+            }
+        }
+        if history.ended {
+            self.close(&mut state, history);
+        }
+    }
+
+    /// Sends `closed` to every stream of the auction and ends them.
+    fn close(&self, state: &mut State, history: &History) {
+        let auction = history.auction.id;
+        let mut frame = Vec::with_capacity(512);
+        render::closed_event(
+            &mut frame,
+            &history.auction,
+            now().max(history.auction.ends_at),
+        );
+        let tokens = state
+            .topics
+            .get(&auction)
+            .map(|t| t.subs.clone())
+            .unwrap_or_default();
+        for token in tokens {
+            if let Some(stream) = self.remove(state, token) {
+                stream.end(&frame);
+            }
+        }
+    }
+
+    /// Sends a ping to every stream.
+    fn ping(&self) {
+        let mut state = self.lock();
+        let tokens: Vec<u64> = state.slots.iter().flatten().map(|s| s.token).collect();
+        for token in tokens {
+            let sent = slot_mut(&mut state, token).map(|sub| self.send(sub, token, render::PING));
+            if let Some(Err(Cut)) = sent {
+                drop(self.remove(&mut state, token));
+            }
+        }
+    }
+
+    /// The auctions whose end (by this server's clock) has come; their timers are consumed.
+    fn due(&self, now: Timestamp) -> Vec<i64> {
+        let mut state = self.lock();
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, auction))) = state.closing.peek() {
+            if at > now {
+                break;
+            }
+            state.closing.pop();
+            let current = state.topics.get(&auction).map(|t| t.ends_at);
+            if current == Some(at) && !due.contains(&auction) {
+                due.push(auction);
+            }
+        }
+        due
+    }
+
+    /// Looks at `auction` again in a while (its end has not come by the database's clock).
+    fn recheck(&self, auction: i64, at: Timestamp) {
+        let mut state = self.lock();
+        if let Some(topic) = state.topics.get_mut(&auction) {
+            topic.ends_at = at;
+            state.closing.push(Reverse((at, auction)));
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.lock().closing.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Handles what the watch reported.
+    fn on_ready(&self) {
+        let readies = self.watch.ready();
+        let mut state = self.lock();
+        for ready in readies {
+            let Some(sub) = slot_mut(&mut state, ready.token) else {
+                continue;
+            };
+            if ready.ended && (sub.stream.draining() || sub.stream.peer_ended()) {
+                if let Some(stream) = self.remove(&mut state, ready.token) {
+                    stream.end(b"");
+                }
+                continue;
+            }
+            if ready.writable {
+                match sub.stream.flush() {
+                    Ok(Sent::Done) => {
+                        let _ = self.watch.want_write(&sub.stream, ready.token, false);
+                    }
+                    Ok(Sent::Pending) => {}
+                    Err(Cut) => drop(self.remove(&mut state, ready.token)),
+                }
+            }
+        }
+    }
+}
+
+enum Delivery {
+    Sent,
+    /// The stream already had it.
+    Seen,
+    /// The stream needs earlier events first.
+    Behind,
+    /// The stream is gone.
+    Gone,
+}
+
+fn slot_ref(state: &State, token: u64) -> Option<&Sub> {
+    let index = (token & u64::from(u32::MAX)) as usize;
+    state
+        .slots
+        .get(index)?
+        .as_ref()
+        .filter(|s| s.token == token)
+}
+
+fn slot_mut(state: &mut State, token: u64) -> Option<&mut Sub> {
+    let index = (token & u64::from(u32::MAX)) as usize;
+    state
+        .slots
+        .get_mut(index)?
+        .as_mut()
+        .filter(|s| s.token == token)
+}
+
+/// Starts the worker's updates and watch coroutines.
+pub fn start(ctx: Arc<WorkerContext>, inbox: Inbox<Update>) -> io::Result<()> {
+    let worker = ctx.worker;
+    let waiter = ctx.live.watch.waiter(worker.index())?;
+    let watched = ctx.clone();
+    worker.spawn("stream-watch", LIVE_STACK_WORDS, move || loop {
+        waiter.wait_io();
+        watched.live.on_ready();
+    })?;
+    worker.spawn("stream-updates", LIVE_STACK_WORDS, move || {
+        run_updates(&ctx, &inbox);
+    })
+}
+
+fn run_updates(ctx: &WorkerContext, inbox: &Inbox<Update>) {
+    let live = &ctx.live;
+    let mut next_ping = Instant::now() + Duration::from_secs(PING_INTERVAL_SECS);
+    loop {
+        let wait = wait_until(live.next_deadline(), next_ping);
+        match inbox.recv_timeout(ctx.worker, wait) {
+            Ok(update) => handle(ctx, &update),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if inbox.take_dropped() {
+            handle(ctx, &Update::Resync);
+        }
+        for auction in live.due(now()) {
+            close_or_recheck(ctx, auction);
+        }
+        if Instant::now() >= next_ping {
+            live.ping();
+            next_ping = Instant::now() + Duration::from_secs(PING_INTERVAL_SECS);
+        }
+    }
+}
+
+/// How long to wait for the next event: until the next ping or close, at most the poll interval.
+fn wait_until(close: Option<Timestamp>, ping: Instant) -> Duration {
+    let mut wait = ping
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_millis(UPDATES_POLL_MILLIS));
+    if let Some(at) = close {
+        let micros = at.unix_micros().saturating_sub(now().unix_micros());
+        wait = wait.min(Duration::from_micros(u64::try_from(micros).unwrap_or(0)));
+    }
+    wait.max(Duration::from_millis(1))
+}
+
+fn handle(ctx: &WorkerContext, update: &Update) {
+    match update {
+        Update::Bids {
+            auction,
+            ends_at,
+            events,
+        } => {
+            if ctx.live.deliver(*auction, *ends_at, events) {
+                catch_up(ctx, *auction);
+            }
+        }
+        Update::CatchUp(auction) => {
+            catch_up(ctx, *auction);
+        }
+        Update::Resync => {
+            for auction in ctx.live.followed() {
+                catch_up(ctx, auction);
+            }
+        }
+    }
+}
+
+/// Catches `auction`'s streams up from the stored bids.
+fn catch_up(ctx: &WorkerContext, auction: i64) -> Option<History> {
+    let after = ctx.live.lowest_position(auction)?;
+    match ctx.store.history(auction, after, MAX_REPLAYED_BIDS) {
+        Ok(Some(history)) => {
+            ctx.live.catch_up_from(&history);
+            Some(history)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            // The next event, resync or close timer tries again.
+            logging::warn(
+                "live updates: cannot catch streams up",
+                &[("auction", &auction), ("error", &e.to_string())],
+            );
+            None
+        }
+    }
+}
+
+/// The auction's end has come by this server's clock: close it if the database agrees, or look
+/// again shortly (at its new end, if a bid extended it).
+fn close_or_recheck(ctx: &WorkerContext, auction: i64) {
+    let Some(history) = catch_up(ctx, auction) else {
+        let soon = now().unix_micros() + (CLOSE_RECHECK_MILLIS * 1000) as i64;
+        ctx.live.recheck(auction, Timestamp::from_unix_micros(soon));
+        return;
+    };
+    if !history.ended {
+        let soon = now().unix_micros() + (CLOSE_RECHECK_MILLIS * 1000) as i64;
+        let at = history
+            .auction
+            .ends_at
+            .max(Timestamp::from_unix_micros(soon));
+        ctx.live.recheck(auction, at);
+    }
+}
