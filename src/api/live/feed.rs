@@ -28,6 +28,9 @@ const MAX_REMEMBERED_AUCTIONS: usize = 100_000;
 /// Stack of the feed coroutine: it authenticates to PostgreSQL (SCRAM) and renders JSON.
 const FEED_STACK_WORDS: usize = 128 * 1024 / std::mem::size_of::<usize>();
 
+/// Appended to the configured `application_name` for the listening connection.
+pub const LISTENER_NAME_SUFFIX: &str = "-live";
+
 /// One auction's entry in a notification: its bid counts before and after the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advanced {
@@ -61,7 +64,9 @@ pub fn start(
     shared: Arc<Shared>,
     hub: Hub<Update>,
 ) -> io::Result<()> {
-    let cfg = cfg.clone();
+    let mut cfg = cfg.clone();
+    // Named apart in pg_stat_activity: operators (and the tests) can tell it from the workers'.
+    cfg.application_name = format!("{}{LISTENER_NAME_SUFFIX}", cfg.application_name);
     worker.spawn("live-feed", FEED_STACK_WORDS, move || {
         let (client, notes) = match Client::listening(cfg, STATEMENTS, &[BIDS_CHANNEL], worker) {
             Ok(connected) => connected,

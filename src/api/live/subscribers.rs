@@ -37,6 +37,9 @@ pub const PING_INTERVAL_SECS: u64 = 10;
 /// looked at again: the two clocks may differ by a few milliseconds.
 pub const CLOSE_RECHECK_MILLIS: u64 = 50;
 
+/// How soon streams that could not be caught up (PostgreSQL unreachable) are tried again.
+pub const CATCH_UP_RETRY_MILLIS: u64 = 500;
+
 /// Longest the updates coroutine waits for an event before looking at its timers.
 const UPDATES_POLL_MILLIS: u64 = 1000;
 
@@ -81,6 +84,7 @@ struct Topic {
     reserved: u32,
     /// The highest count this worker has seen for the auction.
     latest: i64,
+    /// When to look at the auction next: its end as last seen, or sooner to retry a catch-up.
     ends_at: Timestamp,
 }
 
@@ -391,8 +395,9 @@ impl Subscribers {
         due
     }
 
-    /// Looks at `auction` again in a while (its end has not come by the database's clock).
-    fn recheck(&self, auction: i64, at: Timestamp) {
+    /// Looks at `auction` again at `at` (its end has not come by the database's clock, or its
+    /// streams could not be caught up): at the latest, the end as last seen.
+    fn look_again(&self, auction: i64, at: Timestamp) {
         let mut state = self.lock();
         if let Some(topic) = state.topics.get_mut(&auction) {
             topic.ends_at = at;
@@ -540,7 +545,9 @@ fn catch_up(ctx: &WorkerContext, auction: i64) -> Option<History> {
         }
         Ok(None) => None,
         Err(e) => {
-            // The next event, resync or close timer tries again.
+            let retry = now().unix_micros() + (CATCH_UP_RETRY_MILLIS * 1000) as i64;
+            ctx.live
+                .look_again(auction, Timestamp::from_unix_micros(retry));
             logging::warn(
                 "live updates: cannot catch streams up",
                 &[("auction", &auction), ("error", &e.to_string())],
@@ -553,9 +560,8 @@ fn catch_up(ctx: &WorkerContext, auction: i64) -> Option<History> {
 /// The auction's end has come by this server's clock: close it if the database agrees, or look
 /// again shortly (at its new end, if a bid extended it).
 fn close_or_recheck(ctx: &WorkerContext, auction: i64) {
+    // None: nothing follows it any more, or the catch-up failed and is already retried.
     let Some(history) = catch_up(ctx, auction) else {
-        let soon = now().unix_micros() + (CLOSE_RECHECK_MILLIS * 1000) as i64;
-        ctx.live.recheck(auction, Timestamp::from_unix_micros(soon));
         return;
     };
     if !history.ended {
@@ -564,6 +570,6 @@ fn close_or_recheck(ctx: &WorkerContext, auction: i64) {
             .auction
             .ends_at
             .max(Timestamp::from_unix_micros(soon));
-        ctx.live.recheck(auction, at);
+        ctx.live.look_again(auction, at);
     }
 }
