@@ -220,7 +220,7 @@ fn start_live(
     hub: fanout::Hub<live::Update>,
 ) -> Result<Vec<Arc<WorkerContext>>, String> {
     for (ctx, inbox) in contexts.iter().zip(inboxes) {
-        live::subscribers::start(ctx.clone(), inbox)
+        live::updates::start(ctx.clone(), inbox)
             .map_err(|e| format!("cannot start live updates: {e}"))?;
     }
     live::feed::start(pg, WorkerId::new(0), shared, hub)

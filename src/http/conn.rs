@@ -11,10 +11,11 @@ use super::encode::{self, ResponseMeta, CONTINUE};
 use super::head::Head;
 use super::link::ConnLink;
 use super::message::UNROUTED;
-use super::message::{Header, HttpError, Service};
+use super::message::{Header, HttpError};
 use super::observe::Observer;
 use super::parser::{Progress, RequestParser};
 use super::request_id;
+use super::service::Service;
 use super::transport::Transport;
 use super::{LINGER_MAX_BYTES, LINGER_TIMEOUT_MILLIS, MAX_HEADER_LINES, WRITE_BATCH_MAX_BYTES};
 

@@ -5,8 +5,9 @@ use super::chunked::ChunkedDecoder;
 use super::encode::CONTINUE;
 use super::head::{downgrade_minor_version, parse_head, HeadScanner};
 use super::memory;
-use super::message::{HttpError, Request, Response, Service};
+use super::message::{HttpError, Request, Response};
 use super::parser::{Progress, RequestParser};
+use super::service::Service;
 use super::{MAX_BODY_BYTES, MAX_HEADER_LINES, MAX_METHOD_BYTES, MAX_REQUEST_LINE_BYTES};
 
 /// A small deterministic generator (xorshift), seeded from the input or by a test, for split

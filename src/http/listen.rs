@@ -10,8 +10,8 @@ use std::time::Duration;
 use may::net::{TcpListener, TcpStream};
 use socket2::SockRef;
 
-use super::message::Service;
 use super::runtime::{spawn_connection, Runtime};
+use super::service::Service;
 use super::shared::{Counted, Membership, Shared, Tracked};
 use super::{ACCEPT_BACKOFF_MILLIS, LISTEN_BACKLOG};
 

@@ -1,8 +1,6 @@
-//! The types a [`Service`] sees: requests, responses and the layer's error.
+//! The types a [`Service`](super::Service) sees: requests, responses and the layer's error.
 
 use std::fmt;
-
-use super::stream::OpenStream;
 
 /// One request header as received: the name as sent (ASCII token), the value without surrounding
 /// whitespace.
@@ -20,7 +18,7 @@ impl Header<'_> {
 }
 
 /// A complete request: head and body, borrowed from the connection's buffers for the duration of
-/// one [`Service::call`].
+/// one [`Service::call`](super::Service::call).
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     /// As sent, e.g. `GET`; `HEAD` is passed through (the layer strips the response body).
@@ -73,7 +71,8 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     /// The body is the start of a stream that stays open (see [`stream`](super::stream)): sent
-    /// chunked and uncompressed, after which the connection is handed to [`Service::adopt`].
+    /// chunked and uncompressed, after which the connection is handed to
+    /// [`Service::adopt`](super::Service::adopt).
     /// Ignored for HEAD and for bodiless statuses.
     pub stream: bool,
 }
@@ -160,23 +159,6 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
-
-/// The application behind the layer. One instance serves one connection (created by the factory
-/// given to [`serve`](super::serve) on the connection's worker), so its per-connection state needs
-/// no locking. It must be `Send` all the same: a connection that parks continues in a new
-/// coroutine, which may only be handed `Send` values (on the same worker).
-pub trait Service {
-    /// Answers a complete request.
-    fn call(&mut self, req: &Request<'_>) -> Response;
-    /// Renders an error the layer detected; the connection closes after it is written.
-    fn error(&mut self, err: &HttpError) -> Response;
-    /// Takes over the connection of the stream the last response opened
-    /// ([`Response::stream`]), once its head and first bytes are written. Dropping the stream
-    /// closes the connection, which is what a service that keeps no streams does.
-    fn adopt(&mut self, stream: OpenStream) {
-        drop(stream);
-    }
-}
 
 /// The route of a response no route answered: errors the layer found before routing, and paths
 /// the service does not serve.

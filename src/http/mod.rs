@@ -40,15 +40,17 @@ mod parser;
 pub mod request_id;
 mod runtime;
 mod server;
+mod service;
 mod shared;
 pub mod sse;
 pub mod stream;
 mod transport;
 
 pub use cors::Cors;
-pub use message::{Header, HttpError, Request, Response, Service, UNROUTED};
+pub use message::{Header, HttpError, Request, Response, UNROUTED};
 pub use observe::{Observer, Observers};
 pub use server::{serve, ConnectionCounts, Server, ServerConfig};
+pub use service::Service;
 pub use stream::{Cut, OpenStream, Ready, Sent, StreamWatch};
 
 /// Longest request line (method, target, version; without its CRLF). 8 KiB is the usual server

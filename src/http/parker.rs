@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use may::io::{CoIo, WaitIo};
 
-use super::message::Service;
 use super::runtime::{spawn_connection, Parked, Runtime};
+use super::service::Service;
 use super::SWEEP_NAP_MIN_MILLIS;
 use crate::placement::Nap;
 

@@ -9,8 +9,8 @@ use may::go;
 
 use super::conn::{Conn, Ended};
 use super::link::ConnLink;
-use super::message::Service;
 use super::parking::Lot;
+use super::service::Service;
 use super::shared::{ParkedGauge, Shared, Tracked};
 use super::stream::OpenStream;
 use super::{CONN_STACK_BYTES, HOUSEKEEPING_STACK_BYTES};

@@ -27,11 +27,11 @@ use socket2::SockRef;
 
 use super::cors::Cors;
 use super::listen::{accept_loop, bind_listeners};
-use super::message::Service;
 use super::observe::Observers;
 use super::parker::{run_parker, run_sweeper};
 use super::parking::Lot;
 use super::runtime::{housekeeping, Runtime};
+use super::service::Service;
 use super::shared::{Shared, Timeouts};
 use super::{BODY_TIMEOUT_SECS, HEADER_TIMEOUT_SECS, IDLE_TIMEOUT_SECS, PARK_AFTER_MILLIS};
 use super::{SHUTDOWN_POLL_MILLIS, WRITE_TIMEOUT_SECS};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::render;
-use super::{Shared, Update, BIDS_CHANNEL};
+use super::shared::{Shared, Update, BIDS_CHANNEL};
 use crate::domain::events::MAX_REPLAYED_BIDS;
 use crate::fanout::Hub;
 use crate::logging;

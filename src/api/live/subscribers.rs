@@ -1,32 +1,22 @@
-//! One worker's streams: which auction each follows and how far it got, when each auction
-//! closes, and the two coroutines that serve them.
+//! One worker's streams: which auction each follows and how far it got, and when each auction
+//! is next looked at (its end, one timer list per worker rather than a sleeping coroutine per
+//! stream). The coroutines that drive it are in [`updates`](super::updates).
 //!
-//! - The *updates* coroutine takes the feed's events from the worker's inbox and sends each to
-//!   the streams that need it next; it also catches streams up from the stored bids, sends pings,
-//!   and closes auctions when their time comes (one timer list per worker, not a sleeping
-//!   coroutine per stream).
-//! - The *watch* coroutine waits on the worker's [`StreamWatch`]: it drops streams whose client
-//!   left and sends pending bytes to streams that can take them.
-//!
-//! Both run on the worker, as do the handlers that open streams, so the lock on the state is
-//! never contended across workers and never held across a wait.
+//! Everything here runs on the worker (its handlers, its updates and watch coroutines), so the
+//! lock on the state is never contended across workers, and it is never held across a wait:
+//! sends never wait ([`OpenStream::send`]), and reads from PostgreSQL happen outside it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-use may::io::WaitIo;
 
 use super::render;
-use super::{Shared, StreamCount, Update};
-use crate::api::context::{now, WorkerContext};
-use crate::domain::events::{History, MAX_REPLAYED_BIDS};
+use super::shared::{Shared, StreamCount, Update};
+use crate::domain::events::History;
 use crate::domain::time::Timestamp;
-use crate::fanout::{Hub, Inbox};
+use crate::fanout::Hub;
 use crate::http::{Cut, OpenStream, Sent, StreamWatch};
-use crate::logging;
 use crate::placement::WorkerId;
 
 /// How often a stream gets a comment line when quiet. API.md asks for one at least every 15 s;
@@ -39,13 +29,6 @@ pub const CLOSE_RECHECK_MILLIS: u64 = 50;
 
 /// How soon streams that could not be caught up (PostgreSQL unreachable) are tried again.
 pub const CATCH_UP_RETRY_MILLIS: u64 = 500;
-
-/// Longest the updates coroutine waits for an event before looking at its timers.
-const UPDATES_POLL_MILLIS: u64 = 1000;
-
-/// Stack of the updates and watch coroutines: they read from PostgreSQL and render JSON, like a
-/// request handler, but never recurse.
-const LIVE_STACK_WORDS: usize = 64 * 1024 / std::mem::size_of::<usize>();
 
 /// The stream cap is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +194,12 @@ impl Subscribers {
 
     /// Sends each of `events` to the streams of `auction` that need it next; true if a stream was
     /// found behind (it needs catching up).
-    fn deliver(&self, auction: i64, ends_at: Timestamp, events: &[(i64, Box<[u8]>)]) -> bool {
+    pub(super) fn deliver(
+        &self,
+        auction: i64,
+        ends_at: Timestamp,
+        events: &[(i64, Box<[u8]>)],
+    ) -> bool {
         let mut state = self.lock();
         let Some(topic) = state.topics.get_mut(&auction) else {
             return false;
@@ -300,7 +288,7 @@ impl Subscribers {
     }
 
     /// The lowest position among `auction`'s streams, if any stream follows it.
-    fn lowest_position(&self, auction: i64) -> Option<i64> {
+    pub(super) fn lowest_position(&self, auction: i64) -> Option<i64> {
         let state = self.lock();
         let topic = state.topics.get(&auction)?;
         topic
@@ -310,14 +298,14 @@ impl Subscribers {
             .min()
     }
 
-    fn followed(&self) -> Vec<i64> {
+    pub(super) fn followed(&self) -> Vec<i64> {
         self.lock().topics.keys().copied().collect()
     }
 
     /// Sends what the stored history holds past each stream's position; a stream further behind
     /// than the history reaches is cut off (it resumes with `Last-Event-ID`). Closes the auction
-    /// if the history is final.
-    fn catch_up_from(&self, history: &History) {
+    /// if the history is final (`now` is this server's clock).
+    pub(super) fn catch_up_from(&self, history: &History, now: Timestamp) {
         let auction = history.auction.id;
         let events: Vec<(i64, Box<[u8]>)> = history
             .bids
@@ -341,18 +329,18 @@ impl Subscribers {
             }
         }
         if history.ended {
-            self.close(&mut state, history);
+            self.close(&mut state, history, now);
         }
     }
 
     /// Sends `closed` to every stream of the auction and ends them.
-    fn close(&self, state: &mut State, history: &History) {
+    fn close(&self, state: &mut State, history: &History, now: Timestamp) {
         let auction = history.auction.id;
         let mut frame = Vec::with_capacity(512);
         render::closed_event(
             &mut frame,
             &history.auction,
-            now().max(history.auction.ends_at),
+            now.max(history.auction.ends_at),
         );
         let tokens = state
             .topics
@@ -367,7 +355,7 @@ impl Subscribers {
     }
 
     /// Sends a ping to every stream.
-    fn ping(&self) {
+    pub(super) fn ping(&self) {
         let mut state = self.lock();
         let tokens: Vec<u64> = state.slots.iter().flatten().map(|s| s.token).collect();
         for token in tokens {
@@ -379,7 +367,7 @@ impl Subscribers {
     }
 
     /// The auctions whose end (by this server's clock) has come; their timers are consumed.
-    fn due(&self, now: Timestamp) -> Vec<i64> {
+    pub(super) fn due(&self, now: Timestamp) -> Vec<i64> {
         let mut state = self.lock();
         let mut due = Vec::new();
         while let Some(&Reverse((at, auction))) = state.closing.peek() {
@@ -397,7 +385,7 @@ impl Subscribers {
 
     /// Looks at `auction` again at `at` (its end has not come by the database's clock, or its
     /// streams could not be caught up): at the latest, the end as last seen.
-    fn look_again(&self, auction: i64, at: Timestamp) {
+    pub(super) fn look_again(&self, auction: i64, at: Timestamp) {
         let mut state = self.lock();
         if let Some(topic) = state.topics.get_mut(&auction) {
             topic.ends_at = at;
@@ -405,12 +393,17 @@ impl Subscribers {
         }
     }
 
-    fn next_deadline(&self) -> Option<Timestamp> {
+    pub(super) fn next_deadline(&self) -> Option<Timestamp> {
         self.lock().closing.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// A may IO handle on the worker's watch (see [`StreamWatch::waiter`]).
+    pub(super) fn waiter(&self) -> io::Result<may::io::CoIo<std::os::fd::OwnedFd>> {
+        self.watch.waiter(self.worker.index())
+    }
+
     /// Handles what the watch reported.
-    fn on_ready(&self) {
+    pub(super) fn on_ready(&self) {
         let readies = self.watch.ready();
         let mut state = self.lock();
         for ready in readies {
@@ -462,114 +455,4 @@ fn slot_mut(state: &mut State, token: u64) -> Option<&mut Sub> {
         .get_mut(index)?
         .as_mut()
         .filter(|s| s.token == token)
-}
-
-/// Starts the worker's updates and watch coroutines.
-pub fn start(ctx: Arc<WorkerContext>, inbox: Inbox<Update>) -> io::Result<()> {
-    let worker = ctx.worker;
-    let waiter = ctx.live.watch.waiter(worker.index())?;
-    let watched = ctx.clone();
-    worker.spawn("stream-watch", LIVE_STACK_WORDS, move || loop {
-        waiter.wait_io();
-        watched.live.on_ready();
-    })?;
-    worker.spawn("stream-updates", LIVE_STACK_WORDS, move || {
-        run_updates(&ctx, &inbox);
-    })
-}
-
-fn run_updates(ctx: &WorkerContext, inbox: &Inbox<Update>) {
-    let live = &ctx.live;
-    let mut next_ping = Instant::now() + Duration::from_secs(PING_INTERVAL_SECS);
-    loop {
-        let wait = wait_until(live.next_deadline(), next_ping);
-        match inbox.recv_timeout(ctx.worker, wait) {
-            Ok(update) => handle(ctx, &update),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-        if inbox.take_dropped() {
-            handle(ctx, &Update::Resync);
-        }
-        for auction in live.due(now()) {
-            close_or_recheck(ctx, auction);
-        }
-        if Instant::now() >= next_ping {
-            live.ping();
-            next_ping = Instant::now() + Duration::from_secs(PING_INTERVAL_SECS);
-        }
-    }
-}
-
-/// How long to wait for the next event: until the next ping or close, at most the poll interval.
-fn wait_until(close: Option<Timestamp>, ping: Instant) -> Duration {
-    let mut wait = ping
-        .saturating_duration_since(Instant::now())
-        .min(Duration::from_millis(UPDATES_POLL_MILLIS));
-    if let Some(at) = close {
-        let micros = at.unix_micros().saturating_sub(now().unix_micros());
-        wait = wait.min(Duration::from_micros(u64::try_from(micros).unwrap_or(0)));
-    }
-    wait.max(Duration::from_millis(1))
-}
-
-fn handle(ctx: &WorkerContext, update: &Update) {
-    match update {
-        Update::Bids {
-            auction,
-            ends_at,
-            events,
-        } => {
-            if ctx.live.deliver(*auction, *ends_at, events) {
-                catch_up(ctx, *auction);
-            }
-        }
-        Update::CatchUp(auction) => {
-            catch_up(ctx, *auction);
-        }
-        Update::Resync => {
-            for auction in ctx.live.followed() {
-                catch_up(ctx, auction);
-            }
-        }
-    }
-}
-
-/// Catches `auction`'s streams up from the stored bids.
-fn catch_up(ctx: &WorkerContext, auction: i64) -> Option<History> {
-    let after = ctx.live.lowest_position(auction)?;
-    match ctx.store.history(auction, after, MAX_REPLAYED_BIDS) {
-        Ok(Some(history)) => {
-            ctx.live.catch_up_from(&history);
-            Some(history)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            let retry = now().unix_micros() + (CATCH_UP_RETRY_MILLIS * 1000) as i64;
-            ctx.live
-                .look_again(auction, Timestamp::from_unix_micros(retry));
-            logging::warn(
-                "live updates: cannot catch streams up",
-                &[("auction", &auction), ("error", &e.to_string())],
-            );
-            None
-        }
-    }
-}
-
-/// The auction's end has come by this server's clock: close it if the database agrees, or look
-/// again shortly (at its new end, if a bid extended it).
-fn close_or_recheck(ctx: &WorkerContext, auction: i64) {
-    // None: nothing follows it any more, or the catch-up failed and is already retried.
-    let Some(history) = catch_up(ctx, auction) else {
-        return;
-    };
-    if !history.ended {
-        let soon = now().unix_micros() + (CLOSE_RECHECK_MILLIS * 1000) as i64;
-        let at = history
-            .auction
-            .ends_at
-            .max(Timestamp::from_unix_micros(soon));
-        ctx.live.look_again(auction, at);
-    }
 }
