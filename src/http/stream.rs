@@ -30,8 +30,10 @@ pub const MAX_STREAM_PENDING_BYTES: usize = 64 * 1024;
 
 /// The send buffer asked of the kernel for each stream's socket (it doubles what it is asked).
 /// Events are small and a reading subscriber drains them at once; left to autotuning, 10 000
-/// streams could each hold megabytes of kernel memory for subscribers that stopped reading.
-pub const STREAM_SEND_BUFFER_BYTES: usize = 32 * 1024;
+/// streams could each hold megabytes of kernel memory for subscribers that stopped reading. With
+/// this, one that stopped costs at most 32 KiB of kernel memory and `MAX_STREAM_PENDING_BYTES`
+/// of ours before it is cut off.
+pub const STREAM_SEND_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Most input bytes read to tell a hang-up from input, per readiness report.
 const PEEK_BYTES: usize = 64;

@@ -30,6 +30,7 @@ pub static STATEMENTS: Statements = &[
     &bid_pages::LIST_BIDS_MANY,
     &keys::SWEEP_KEYS,
     &history::AUCTION_HISTORY,
+    &history::AUCTION_HISTORIES,
 ];
 
 /// One round trip that proves the connection and the server answer.

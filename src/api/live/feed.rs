@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use super::render;
 use super::shared::{Shared, Update, BIDS_CHANNEL};
+use crate::domain::events::History;
 use crate::domain::events::MAX_REPLAYED_BIDS;
 use crate::fanout::Hub;
 use crate::logging;
 use crate::placement::WorkerId;
-use crate::storage::history::auction_history;
-use crate::storage::pg::{Client, Config, Notifications};
+use crate::storage::history::auction_histories;
+use crate::storage::pg::{Client, Config, Notification, Notifications};
 use crate::storage::STATEMENTS;
 
 /// Longest the feed waits for a notification before checking whether its connection was
@@ -24,6 +25,10 @@ const FEED_POLL_MILLIS: u64 = 200;
 /// Auctions whose last published count the feed remembers; past this it forgets them all (the
 /// workers' position check drops the few events it then sends twice).
 const MAX_REMEMBERED_AUCTIONS: usize = 100_000;
+
+/// Most notifications read together, their bids in one statement: a busy server's batches
+/// arrive faster than one read each could keep up with.
+const MAX_NOTIFICATIONS_PER_READ: usize = 64;
 
 /// Stack of the feed coroutine: it authenticates to PostgreSQL (SCRAM) and renders JSON.
 const FEED_STACK_WORDS: usize = 128 * 1024 / std::mem::size_of::<usize>();
@@ -103,14 +108,16 @@ impl Feed {
         let mut generation = self.client.generation();
         loop {
             match notes.recv_timeout(self.worker, Duration::from_millis(FEED_POLL_MILLIS)) {
-                Ok(n) => match parse_payload(&n.payload) {
-                    Some(entries) => {
-                        for advanced in entries {
-                            self.publish(advanced);
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_NOTIFICATIONS_PER_READ {
+                        match notes.try_recv() {
+                            Some(n) => batch.push(n),
+                            None => break,
                         }
                     }
-                    None => self.resync(),
-                },
+                    self.handle(&batch);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -127,31 +134,60 @@ impl Feed {
         self.hub.publish(Update::Resync);
     }
 
-    /// Reads the bids `advanced` announces (those not yet published) and hands their events to
-    /// every worker.
-    fn publish(&mut self, advanced: Advanced) {
-        let auction = advanced.auction;
-        if !self.shared.followed(auction) {
-            self.published.remove(&auction);
+    /// Reads, in one statement, the bids the notifications announce (those of auctions followed
+    /// here and not yet published) and hands their events to every worker.
+    fn handle(&mut self, batch: &[Notification]) {
+        let mut wanted: Vec<(i64, i64)> = Vec::new();
+        for n in batch {
+            let Some(entries) = parse_payload(&n.payload) else {
+                return self.resync();
+            };
+            for advanced in entries {
+                if let Some(from) = self.unpublished(advanced) {
+                    match wanted.iter_mut().find(|w| w.0 == advanced.auction) {
+                        Some(w) => w.1 = w.1.min(from),
+                        None => wanted.push((advanced.auction, from)),
+                    }
+                }
+            }
+        }
+        if wanted.is_empty() {
             return;
+        }
+        let histories = match auction_histories(&self.client, &wanted, MAX_REPLAYED_BIDS) {
+            Ok(histories) => histories,
+            Err(e) => {
+                logging::warn(
+                    "live updates: cannot read accepted bids",
+                    &[("auctions", &wanted.len()), ("error", &e.to_string())],
+                );
+                // The workers read the stored bids themselves.
+                return self.resync();
+            }
+        };
+        if self.published.len() + histories.len() > MAX_REMEMBERED_AUCTIONS {
+            self.published.clear();
+        }
+        for history in histories {
+            self.publish(&history);
+        }
+    }
+
+    /// The count after which `advanced`'s bids are still to be published, if any are and some
+    /// worker here follows the auction.
+    fn unpublished(&mut self, advanced: Advanced) -> Option<i64> {
+        if !self.shared.followed(advanced.auction) {
+            self.published.remove(&advanced.auction);
+            return None;
         }
         let from = self
             .published
-            .get(&auction)
+            .get(&advanced.auction)
             .map_or(advanced.before, |&p| p.max(advanced.before));
-        if advanced.after <= from {
-            return;
-        }
-        let history = match auction_history(&self.client, auction, from, MAX_REPLAYED_BIDS) {
-            Ok(Some(history)) => history,
-            Ok(None) => return,
-            Err(e) => {
-                log_unread(auction, &e);
-                // The workers read the stored bids themselves.
-                self.resync();
-                return;
-            }
-        };
+        (advanced.after > from).then_some(from)
+    }
+
+    fn publish(&mut self, history: &History) {
         let events = history
             .bids
             .iter()
@@ -161,24 +197,15 @@ impl Feed {
                 (accepted.count, frame.into_boxed_slice())
             })
             .collect();
-        if self.published.len() >= MAX_REMEMBERED_AUCTIONS {
-            self.published.clear();
-        }
-        self.published.insert(auction, history.auction.bid_count);
+        self.published
+            .insert(history.auction.id, history.auction.bid_count);
         // A full inbox drops the event and tells its worker, which then resynchronises.
         let _ = self.hub.publish(Update::Bids {
-            auction,
+            auction: history.auction.id,
             ends_at: history.auction.ends_at,
             events,
         });
     }
-}
-
-fn log_unread(auction: i64, e: &dyn std::fmt::Display) {
-    logging::warn(
-        "live updates: cannot read accepted bids",
-        &[("auction", &auction), ("error", &e.to_string())],
-    );
 }
 
 #[cfg(test)]

@@ -62,6 +62,11 @@ impl Notifications {
         self.0.take_dropped()
     }
 
+    /// The next notification if one is waiting; never waits.
+    pub fn try_recv(&self) -> Option<Notification> {
+        self.0.try_recv()
+    }
+
     /// Notifications waiting to be taken.
     pub fn pending(&self) -> usize {
         self.0.pending()
