@@ -594,3 +594,40 @@ fn head_and_cors_work_like_the_other_gets() {
         "HEAD opens no stream: the connection goes on"
     );
 }
+
+#[test]
+fn a_batch_too_large_for_one_notification_makes_every_stream_catch_up() {
+    const AUCTIONS: i64 = 1_200;
+    let db = test_db_name("events_big_batch");
+    let s = spawn_server(&db, &[]);
+    psql(
+        &db,
+        &format!(
+            "INSERT INTO auctions (title, seller_id, start_price, min_increment, starts_at, ends_at) \
+             SELECT 'bulk', 1, 1, 1, now() - interval '1 minute', now() + interval '1 hour' \
+             FROM generate_series(1, {AUCTIONS})"
+        ),
+    );
+    let mut streams: Vec<Stream> = [1, AUCTIONS / 2, AUCTIONS]
+        .iter()
+        .map(|&a| open(s.addr, a, None).unwrap())
+        .collect();
+    for stream in &mut streams {
+        stream.next();
+    }
+    // One batch with a bid on each auction: its notification would not fit a payload.
+    let out = psql(
+        &db,
+        &format!(
+            "LISTEN gavel_bids; SELECT count(*) FROM gavel_place_bids( \
+             ARRAY(SELECT generate_series(1, {AUCTIONS}))::bigint[], \
+             array_fill(5::bigint, ARRAY[{AUCTIONS}]), array_fill(10::numeric, ARRAY[{AUCTIONS}]), \
+             array_fill(NULL::bigint, ARRAY[{AUCTIONS}]), array_fill(NULL::text, ARRAY[{AUCTIONS}]), \
+             array_fill(NULL::bytea, ARRAY[{AUCTIONS}]))"
+        ),
+    );
+    assert!(out.contains(r#"with payload "*""#), "{out}");
+    for stream in &mut streams {
+        assert_consecutive(&[stream.next()], 1);
+    }
+}
