@@ -631,3 +631,33 @@ fn a_batch_too_large_for_one_notification_makes_every_stream_catch_up() {
         assert_consecutive(&[stream.next()], 1);
     }
 }
+
+#[test]
+fn many_streams_ending_at_once_are_all_released() {
+    // Several times what one report of the watch holds, all hanging up together.
+    const STREAMS: usize = 300;
+    let db = test_db_name("events_mass_hangup");
+    let cap = STREAMS.to_string();
+    let s = spawn_server(&db, &[("GAVEL_MAX_STREAMS", cap.as_str())]);
+    let auction = long_auction(s.addr);
+    for round in 0..2 {
+        let mut streams: Vec<Stream> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(EVENT_WAIT_SECS);
+        while streams.len() < STREAMS {
+            match open(s.addr, auction, None) {
+                Ok(stream) => streams.push(stream),
+                // The last round's streams are still being released.
+                Err(r) if r.status == 503 && round > 0 && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(r) => panic!("round {round}: {r:?}"),
+            }
+        }
+        for stream in &mut streams {
+            assert_eq!(stream.next().name, "auction");
+        }
+        drop(streams);
+        assert_eq!(get(s.addr, "/health").status, 200, "round {round}");
+    }
+    assert_eq!(bid(s.addr, auction, 5, 100).0, 201);
+}

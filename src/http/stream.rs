@@ -38,8 +38,8 @@ pub const STREAM_SEND_BUFFER_BYTES: usize = 16 * 1024;
 /// Most input bytes read to tell a hang-up from input, per readiness report.
 const PEEK_BYTES: usize = 64;
 
-/// Events collected per `epoll_wait` call; more are fetched in further calls.
-const READY_BATCH_EVENTS: usize = 64;
+/// Streams reported per [`StreamWatch::ready`] call.
+pub const READY_BATCH_EVENTS: usize = 64;
 
 /// The subscriber is gone, misbehaved, or fell too far behind: drop the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,11 +304,12 @@ impl StreamWatch {
         let _ = ctl(&self.epoll, libc::EPOLL_CTL_DEL, stream.fd(), 0, false);
     }
 
-    /// Every stream ready now; never waits.
+    /// Streams ready now, at most [`READY_BATCH_EVENTS`]; never waits. Readiness is
+    /// level-triggered: a stream still ready after its report is handled is reported again, so
+    /// the holder handles each batch before asking for the next one.
     pub fn ready(&self) -> Vec<Ready> {
-        let mut found = Vec::new();
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; READY_BATCH_EVENTS];
-        loop {
+        let n = loop {
             // SAFETY: `events` is writable for READY_BATCH_EVENTS entries; timeout 0 never blocks.
             let n = unsafe {
                 libc::epoll_wait(
@@ -318,22 +319,19 @@ impl StreamWatch {
                     0,
                 )
             };
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
+            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break usize::try_from(n).unwrap_or(0);
             }
-            let n = usize::try_from(n).unwrap_or(0);
-            found.extend(events[..n].iter().map(|e| {
-                let ended = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR;
-                Ready {
-                    token: e.u64,
-                    ended: e.events & ended as u32 != 0,
-                    writable: e.events & libc::EPOLLOUT as u32 != 0,
-                }
-            }));
-            if n < READY_BATCH_EVENTS {
-                return found;
-            }
-        }
+        };
+        let ended = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        events[..n]
+            .iter()
+            .map(|e| Ready {
+                token: e.u64,
+                ended: e.events & ended != 0,
+                writable: e.events & libc::EPOLLOUT as u32 != 0,
+            })
+            .collect()
     }
 }
 

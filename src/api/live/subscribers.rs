@@ -16,7 +16,8 @@ use super::shared::{Shared, StreamCount, Update};
 use crate::domain::events::History;
 use crate::domain::time::Timestamp;
 use crate::fanout::Hub;
-use crate::http::{Cut, OpenStream, Sent, StreamWatch};
+use crate::http::stream::READY_BATCH_EVENTS;
+use crate::http::{Cut, OpenStream, Ready, Sent, StreamWatch};
 use crate::placement::WorkerId;
 
 /// How often a stream gets a comment line when quiet. API.md asks for one at least every 15 s;
@@ -29,6 +30,10 @@ pub const CLOSE_RECHECK_MILLIS: u64 = 50;
 
 /// How soon streams that could not be caught up (PostgreSQL unreachable) are tried again.
 pub const CATCH_UP_RETRY_MILLIS: u64 = 500;
+
+/// Batches of watch reports handled before the watch coroutine lets the worker's other
+/// coroutines run: 16 batches are a thousand streams, a millisecond or so of work.
+const MAX_READY_BATCHES_PER_TURN: usize = 16;
 
 /// The stream cap is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,9 +407,21 @@ impl Subscribers {
         self.watch.waiter(self.worker.index())
     }
 
-    /// Handles what the watch reported.
-    pub(super) fn on_ready(&self) {
-        let readies = self.watch.ready();
+    /// Handles what the watch reports, batch by batch, until a batch is not full; true if more
+    /// may be waiting (the caller yields, then calls again).
+    pub(super) fn on_ready(&self) -> bool {
+        for _ in 0..MAX_READY_BATCHES_PER_TURN {
+            let readies = self.watch.ready();
+            let full = readies.len() == READY_BATCH_EVENTS;
+            self.handle_ready(readies);
+            if !full {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn handle_ready(&self, readies: Vec<Ready>) {
         let mut state = self.lock();
         for ready in readies {
             let Some(sub) = slot_mut(&mut state, ready.token) else {

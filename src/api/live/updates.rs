@@ -35,7 +35,9 @@ pub fn start(ctx: Arc<WorkerContext>, inbox: Inbox<Update>) -> io::Result<()> {
     let watched = ctx.clone();
     worker.spawn("stream-watch", LIVE_STACK_WORDS, move || loop {
         waiter.wait_io();
-        watched.live.on_ready();
+        while watched.live.on_ready() {
+            may::coroutine::yield_now();
+        }
     })?;
     worker.spawn("stream-updates", LIVE_STACK_WORDS, move || {
         run_updates(&ctx, &inbox);
