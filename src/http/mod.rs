@@ -24,6 +24,7 @@ mod conn;
 mod cors;
 mod date;
 mod encode;
+mod epoll;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 mod gzip;

@@ -17,12 +17,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use may::io::CoIo;
 
+use super::epoll;
 use crate::placement::dup_for_worker;
 
 /// Events collected per `epoll_wait` call; more are fetched in further calls.
@@ -55,14 +56,8 @@ pub(crate) struct Lot<T> {
 
 impl<T> Lot<T> {
     pub(crate) fn new() -> io::Result<Lot<T>> {
-        // SAFETY: plain syscall without pointers.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Lot {
-            // SAFETY: `fd` was just created and nothing else owns it.
-            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            epoll: epoll::create()?,
             state: Mutex::new(State {
                 slots: Vec::new(),
                 free: Vec::new(),
@@ -101,7 +96,7 @@ impl<T> Lot<T> {
         };
         state.generation = state.generation.wrapping_add(1);
         let token = u64::from(state.generation) << 32 | u64::from(index);
-        if ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, token).is_err() {
+        if epoll::ctl(&self.epoll, libc::EPOLL_CTL_ADD, fd, token, epoll::READABLE).is_err() {
             state.free.push(index);
             return Err(item);
         }
@@ -115,20 +110,7 @@ impl<T> Lot<T> {
         let mut taken = Vec::new();
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; READY_BATCH_EVENTS];
         loop {
-            // SAFETY: `events` is a writable array of READY_BATCH_EVENTS entries; timeout 0 never
-            // blocks.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    READY_BATCH_EVENTS as i32,
-                    0,
-                )
-            };
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            let n = usize::try_from(n).unwrap_or(0);
+            let n = epoll::ready_now(&self.epoll, &mut events);
             let mut state = self.lock();
             for event in &events[..n] {
                 let token = event.u64;
@@ -179,24 +161,9 @@ impl<T> Lot<T> {
         }
         let entry = slot.take()?;
         // The socket stays open until the caller drops the item, so it is still watched here.
-        let _ = ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, entry.fd, 0);
+        let _ = epoll::ctl(&self.epoll, libc::EPOLL_CTL_DEL, entry.fd, 0, 0);
         state.free.push(index);
         Some(entry.item)
-    }
-}
-
-/// Adds (level-triggered, readable or hung up) or removes `fd` in `epoll`.
-fn ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-        u64: token,
-    };
-    // SAFETY: plain syscall; `event` outlives the call and is only read by it.
-    let rc = unsafe { libc::epoll_ctl(epoll, op, fd, &mut event) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 

@@ -15,10 +15,11 @@
 //! side is shut, the watch reports them, and the holder ends them.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use may::io::CoIo;
 
+use super::epoll;
 use super::shared::Tracked;
 use crate::placement::dup_for_worker;
 
@@ -272,14 +273,8 @@ pub struct StreamWatch {
 
 impl StreamWatch {
     pub fn new() -> io::Result<StreamWatch> {
-        // SAFETY: plain syscall without pointers.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and nothing else owns it.
         Ok(StreamWatch {
-            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            epoll: epoll::create()?,
         })
     }
 
@@ -291,17 +286,24 @@ impl StreamWatch {
 
     /// Starts watching `stream` for its end, reported with `token`.
     pub fn add(&self, stream: &OpenStream, token: u64) -> io::Result<()> {
-        ctl(&self.epoll, libc::EPOLL_CTL_ADD, stream.fd(), token, false)
+        epoll::ctl(
+            &self.epoll,
+            libc::EPOLL_CTL_ADD,
+            stream.fd(),
+            token,
+            epoll::READABLE,
+        )
     }
 
     /// Also watches for writability (while bytes are pending), or stops doing so.
     pub fn want_write(&self, stream: &OpenStream, token: u64, on: bool) -> io::Result<()> {
-        ctl(&self.epoll, libc::EPOLL_CTL_MOD, stream.fd(), token, on)
+        let events = epoll::READABLE | if on { epoll::WRITABLE } else { 0 };
+        epoll::ctl(&self.epoll, libc::EPOLL_CTL_MOD, stream.fd(), token, events)
     }
 
     /// Stops watching `stream` (before it is dropped or ended).
     pub fn remove(&self, stream: &OpenStream) {
-        let _ = ctl(&self.epoll, libc::EPOLL_CTL_DEL, stream.fd(), 0, false);
+        let _ = epoll::ctl(&self.epoll, libc::EPOLL_CTL_DEL, stream.fd(), 0, 0);
     }
 
     /// Streams ready now, at most [`READY_BATCH_EVENTS`]; never waits. Readiness is
@@ -309,20 +311,7 @@ impl StreamWatch {
     /// the holder handles each batch before asking for the next one.
     pub fn ready(&self) -> Vec<Ready> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; READY_BATCH_EVENTS];
-        let n = loop {
-            // SAFETY: `events` is writable for READY_BATCH_EVENTS entries; timeout 0 never blocks.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    READY_BATCH_EVENTS as i32,
-                    0,
-                )
-            };
-            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break usize::try_from(n).unwrap_or(0);
-            }
-        };
+        let n = epoll::ready_now(&self.epoll, &mut events);
         let ended = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         events[..n]
             .iter()
@@ -332,21 +321,6 @@ impl StreamWatch {
                 writable: e.events & libc::EPOLLOUT as u32 != 0,
             })
             .collect()
-    }
-}
-
-fn ctl(epoll: &OwnedFd, op: libc::c_int, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
-    let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-    if write {
-        events |= libc::EPOLLOUT as u32;
-    }
-    let mut event = libc::epoll_event { events, u64: token };
-    // SAFETY: plain syscall; `event` outlives the call and is only read by it.
-    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 

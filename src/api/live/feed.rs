@@ -188,15 +188,7 @@ impl Feed {
     }
 
     fn publish(&mut self, history: &History) {
-        let events = history
-            .bids
-            .iter()
-            .map(|accepted| {
-                let mut frame = Vec::with_capacity(768);
-                render::bid_event(&mut frame, accepted, &history.auction);
-                (accepted.count, frame.into_boxed_slice())
-            })
-            .collect();
+        let events = render::bid_events(history);
         self.published
             .insert(history.auction.id, history.auction.bid_count);
         // A full inbox drops the event and tells its worker, which then resynchronises.

@@ -2,7 +2,7 @@
 
 use super::super::write::{write_auction, write_bid};
 use crate::domain::auction::Auction;
-use crate::domain::events::Accepted;
+use crate::domain::events::{Accepted, History};
 use crate::domain::time::Timestamp;
 use crate::http::sse;
 
@@ -27,6 +27,19 @@ pub fn bid_event(out: &mut Vec<u8>, accepted: &Accepted, current: &Auction) {
         write_auction(data, &after, accepted.bid.created_at);
         data.push(b'}');
     });
+}
+
+/// Every bid of `history` as its event: its count and its bytes.
+pub fn bid_events(history: &History) -> Vec<(i64, Box<[u8]>)> {
+    history
+        .bids
+        .iter()
+        .map(|accepted| {
+            let mut frame = Vec::with_capacity(768);
+            bid_event(&mut frame, accepted, &history.auction);
+            (accepted.count, frame.into_boxed_slice())
+        })
+        .collect()
 }
 
 /// `event: closed`: the final state (`now` is past its end, so its status is `closed`).

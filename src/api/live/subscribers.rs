@@ -312,15 +312,7 @@ impl Subscribers {
     /// if the history is final (`now` is this server's clock).
     pub(super) fn catch_up_from(&self, history: &History, now: Timestamp) {
         let auction = history.auction.id;
-        let events: Vec<(i64, Box<[u8]>)> = history
-            .bids
-            .iter()
-            .map(|accepted| {
-                let mut frame = Vec::with_capacity(768);
-                render::bid_event(&mut frame, accepted, &history.auction);
-                (accepted.count, frame.into_boxed_slice())
-            })
-            .collect();
+        let events: Vec<(i64, Box<[u8]>)> = render::bid_events(history);
         self.deliver(auction, history.auction.ends_at, &events);
         let mut state = self.lock();
         let Some(topic) = state.topics.get(&auction) else {
