@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::metrics::{render, ProcessStats, Registry, CONTENT_TYPE};
+use crate::metrics::{render, Gauges, ProcessStats, Registry, CONTENT_TYPE};
 
 /// Largest request head read. A scrape's head is a few hundred bytes; 8 KiB bounds what a stray
 /// client can make the thread buffer.
@@ -51,12 +51,12 @@ impl AdminListener {
         self.listener.local_addr()
     }
 
-    /// Serves scrapes on a thread of its own for the rest of the process. `open_connections`
-    /// gives the public listener's open connections per worker at scrape time.
+    /// Serves scrapes on a thread of its own for the rest of the process. `gauges` gives, at
+    /// scrape time, the public listener's open connections per worker and the open streams.
     pub fn serve(
         self,
         registry: &'static Registry,
-        open_connections: impl Fn() -> Vec<u64> + Send + 'static,
+        gauges: impl Fn() -> Gauges + Send + 'static,
     ) -> io::Result<()> {
         std::thread::Builder::new()
             .name("gavel-admin".into())
@@ -64,7 +64,7 @@ impl AdminListener {
                 match self.listener.accept() {
                     Ok((stream, _)) => {
                         // A client that vanished mid-answer only ends its own connection.
-                        let _ = answer(stream, registry, &open_connections);
+                        let _ = answer(stream, registry, &gauges);
                     }
                     Err(e) if is_resource_shortage(&e) => {
                         std::thread::sleep(Duration::from_millis(ADMIN_ACCEPT_BACKOFF_MILLIS));
@@ -95,7 +95,7 @@ enum Ask {
 fn answer(
     mut stream: TcpStream,
     registry: &Registry,
-    open_connections: &dyn Fn() -> Vec<u64>,
+    gauges: &dyn Fn() -> Gauges,
 ) -> io::Result<()> {
     stream.set_write_timeout(Some(Duration::from_millis(ADMIN_WRITE_TIMEOUT_MILLIS)))?;
     let deadline = Instant::now() + Duration::from_millis(ADMIN_READ_TIMEOUT_MILLIS);
@@ -103,7 +103,9 @@ fn answer(
     let response = match ask {
         Ask::Metrics { head_only } => {
             let mut snapshot = registry.snapshot();
-            snapshot.open_connections = open_connections();
+            let now = gauges();
+            snapshot.open_connections = now.open_connections;
+            snapshot.open_streams = now.open_streams;
             snapshot.process = Some(process_stats());
             let body = render(&snapshot, env!("CARGO_PKG_VERSION"));
             respond("200 OK", CONTENT_TYPE, &[], body.as_bytes(), head_only)

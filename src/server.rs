@@ -77,6 +77,7 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let redis_on = contexts.iter().any(|c| c.cache.is_some());
+    let streams = contexts[0].live.clone();
     let mut server_cfg = server_config(&cfg);
     server_cfg.observers = registry.map(metrics::http_observers).unwrap_or_default();
     let server = match http::serve(server_cfg, move |worker| {
@@ -91,14 +92,15 @@ pub fn run(cfg: Config) -> i32 {
     memory::spawn_trimmers(&server.connection_counts(), cfg.workers);
     if let (Some(admin), Some(registry)) = (admin, registry) {
         let counts = server.connection_counts();
-        let open = move || {
-            counts
+        let gauges = move || metrics::Gauges {
+            open_connections: counts
                 .open_per_worker()
                 .into_iter()
                 .map(|n| n as u64)
-                .collect()
+                .collect(),
+            open_streams: streams.open_streams() as u64,
         };
-        if let Err(e) = admin.serve(registry, open) {
+        if let Err(e) = admin.serve(registry, gauges) {
             logging::error("cannot start the admin listener", &[("error", &e)]);
             return EXIT_STARTUP_FAILED;
         }

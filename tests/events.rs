@@ -534,6 +534,11 @@ fn past_the_stream_cap_a_stream_is_refused_with_503() {
     let mut first = open(s.addr, auction, None).unwrap();
     let _second = open(s.addr, auction, None).unwrap();
     let refused = open(s.addr, auction, None).err().expect("503 at the cap");
+    let metrics = String::from_utf8(get(s.admin.unwrap(), "/metrics").body).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "gavel_live_streams_open 2"),
+        "the gauge counts the open streams"
+    );
     assert_eq!(refused.status, 503);
     assert_eq!(refused.body["error"]["code"], "unavailable");
     assert!(header(&refused.head, "retry-after").is_some());

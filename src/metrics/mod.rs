@@ -35,7 +35,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use registry::{Registry, WorkerMetrics};
-pub use render::{render, Exposition, HistogramCounts, ProcessStats, Snapshot, CONTENT_TYPE};
+pub use render::{
+    render, Exposition, Gauges, HistogramCounts, ProcessStats, Snapshot, CONTENT_TYPE,
+};
 
 /// Upper bounds of the latency histograms' buckets, in nanoseconds, with the same bounds as
 /// Prometheus writes them in seconds. Gavel answers most requests, and PostgreSQL and Redis most

@@ -84,6 +84,7 @@ impl Registry {
             connections_accepted: 0,
             keys_swept: 0,
             open_connections: Vec::new(),
+            open_streams: 0,
             start_time_seconds: self
                 .started
                 .duration_since(UNIX_EPOCH)

@@ -47,8 +47,18 @@ pub struct Snapshot {
     pub keys_swept: u64,
     /// Open connections, indexed by worker.
     pub open_connections: Vec<u64>,
+    /// Live-update streams open.
+    pub open_streams: u64,
     pub start_time_seconds: f64,
     pub process: Option<ProcessStats>,
+}
+
+/// What the process reads at scrape time from outside the registry.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Open connections, indexed by worker.
+    pub open_connections: Vec<u64>,
+    pub open_streams: u64,
 }
 
 /// Kinds of Redis errors: every kind but `auth` (Redis refuses credentials with an error reply,
@@ -107,6 +117,12 @@ pub fn render(s: &Snapshot, version: &str) -> String {
         let worker = worker.to_string();
         e.sample("gavel_open_connections", &[("worker", &worker)], *open);
     }
+    e.family(
+        "gavel_live_streams_open",
+        "gauge",
+        "Live-update streams (GET /api/auctions/{id}/events) open now; each is also an open connection.",
+    );
+    e.sample("gavel_live_streams_open", &[], s.open_streams);
 
     e.family(
         "gavel_bids_total",
@@ -415,6 +431,7 @@ mod tests {
             connections_accepted: 9,
             keys_swept: 11,
             open_connections: vec![4, 0],
+            open_streams: 3,
             start_time_seconds: 1_700_000_000.25,
             process: Some(ProcessStats {
                 resident_memory_bytes: Some(1 << 20),
@@ -452,6 +469,7 @@ mod tests {
             "gavel_http_connections_accepted_total 9",
             "gavel_open_connections{worker=\"0\"} 4",
             "gavel_open_connections{worker=\"1\"} 0",
+            "gavel_live_streams_open 3",
             "process_start_time_seconds 1700000000.25",
             "process_resident_memory_bytes 1048576",
             "process_open_fds 12",

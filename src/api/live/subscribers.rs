@@ -107,6 +107,11 @@ impl Subscribers {
         })
     }
 
+    /// Streams open (or being opened) in the whole process.
+    pub fn open_streams(&self) -> usize {
+        self.shared.open_streams()
+    }
+
     /// Streams open on this worker.
     pub fn len(&self) -> usize {
         self.lock().slots.iter().flatten().count()
