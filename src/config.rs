@@ -43,6 +43,8 @@ pub struct Config {
     pub db_timeout: Duration,
     /// Most live-update streams open at once; past it a new one gets 503.
     pub max_streams: usize,
+    /// Share the listen port with a process already serving it.
+    pub join_port: bool,
     pub cors: CorsSetting,
     pub pin_workers: bool,
     /// The HS256 secret for bearer tokens; `None` runs the server open.
@@ -110,6 +112,12 @@ const SETTINGS: &[Setting] = &[
         env: "GAVEL_DB_TIMEOUT_MS",
         default: "800",
         help: "longest wait for PostgreSQL before answering 503",
+    },
+    Setting {
+        flag: "join-port",
+        env: "GAVEL_JOIN_PORT",
+        default: "false",
+        help: "share a port another Gavel already serves (restart without downtime); else refuse it",
     },
     Setting {
         flag: "max-streams",
@@ -222,6 +230,7 @@ impl Config {
                 &or_default("db-timeout-ms"),
                 "db-timeout-ms",
             )?),
+            join_port: parse_bool(&or_default("join-port"), "join-port")?,
             max_streams: usize::try_from(positive(&or_default("max-streams"), "max-streams")?)
                 .unwrap_or(usize::MAX),
             cors: parse_cors(&or_default("cors-origins")),

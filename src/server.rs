@@ -5,7 +5,7 @@ use crate::api::auth::Auth;
 use crate::api::live;
 use crate::api::{Api, WorkerContext};
 use crate::cache::client::RedisConfig;
-use crate::cache::BidCache;
+use crate::cache::{BidCache, CacheStatus};
 use crate::config::{Config, CorsSetting, STATEMENT_TIMEOUT_MARGIN_MILLIS};
 use crate::fanout;
 use crate::http::{self, Cors, ServerConfig};
@@ -78,6 +78,7 @@ pub fn run(cfg: Config) -> i32 {
     };
     let redis_on = contexts.iter().any(|c| c.cache.is_some());
     let streams = contexts[0].live.clone();
+    let watched = contexts.clone();
     let mut server_cfg = server_config(&cfg);
     server_cfg.observers = registry.map(metrics::http_observers).unwrap_or_default();
     let server = match http::serve(server_cfg, move |worker| {
@@ -113,6 +114,9 @@ pub fn run(cfg: Config) -> i32 {
             ("redis", &if redis_on { "enabled" } else { "disabled" }),
         ],
     );
+    if redis_on {
+        warn_if_redis_stays_down(watched, &cfg.redis_url);
+    }
     if cfg.auth_secret.is_none() {
         logging::warn(
             "authentication is off: no secret configured, every POST is open",
@@ -132,10 +136,45 @@ pub fn run(cfg: Config) -> i32 {
     0
 }
 
+/// How long after start-up Redis may take to connect before the log says it is unreachable:
+/// twice the default connect timeout, so a first attempt that timed out has been retried.
+const REDIS_STARTUP_GRACE_MILLIS: u64 = 1_000;
+
+/// Says in the log, once, if a worker's Redis connection is still down shortly after start-up:
+/// the server then decides every bid in PostgreSQL, which is correct but slower, and an operator
+/// should know. Runs on a thread of its own; start-up does not wait for it.
+fn warn_if_redis_stays_down(contexts: Vec<Arc<WorkerContext>>, url: &str) {
+    // Host and port only: the URL may hold a password.
+    let target = match RedisConfig::from_url(url) {
+        Ok(Some(c)) => format!("{}:{}", c.host, c.port),
+        _ => "?".to_owned(),
+    };
+    let _ = std::thread::Builder::new()
+        .name("gavel-redis-check".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_millis(REDIS_STARTUP_GRACE_MILLIS));
+            let down = contexts
+                .iter()
+                .filter(|c| {
+                    c.cache
+                        .as_ref()
+                        .is_some_and(|b| b.status() == CacheStatus::Down)
+                })
+                .count();
+            if down > 0 {
+                logging::warn(
+                    "redis unreachable: bids are decided by PostgreSQL alone until it connects",
+                    &[("redis", &target), ("workers_without_redis", &down)],
+                );
+            }
+        });
+}
+
 fn server_config(cfg: &Config) -> ServerConfig {
     let mut server = ServerConfig::new(cfg.listen);
     server.workers = cfg.workers;
     server.idle_timeout = cfg.idle_timeout;
+    server.join_port = cfg.join_port;
     server.cors = match &cfg.cors {
         CorsSetting::Any => Cors::Any,
         CorsSetting::Origins(list) => Cors::List(list.clone()),

@@ -109,3 +109,51 @@ fn sigterm_drains_and_exits_zero() {
     );
     drop(idle);
 }
+
+#[test]
+fn a_port_another_server_serves_is_refused_unless_joining_is_asked() {
+    let db = test_db_name("port_taken");
+    let first = spawn_server(&db, &[]);
+    let taken = first.addr.to_string();
+    let refused = common::launch(&db, &[("GAVEL_LISTEN", taken.as_str())])
+        .unwrap()
+        .wait_listening()
+        .err()
+        .expect("a second server on a served port must not start");
+    assert!(refused.contains("exit code Some(1)"), "{refused}");
+    assert!(
+        refused.contains("already served by another process"),
+        "{refused}"
+    );
+    assert!(refused.contains("GAVEL_JOIN_PORT"), "{refused}");
+    let joined = spawn_server(
+        &db,
+        &[
+            ("GAVEL_LISTEN", taken.as_str()),
+            ("GAVEL_JOIN_PORT", "true"),
+        ],
+    );
+    assert_eq!(joined.addr, first.addr);
+    assert_healthy(first.addr);
+}
+
+#[test]
+fn redis_unreachable_at_start_up_is_said_in_the_log() {
+    let db = test_db_name("redis_down");
+    // Nothing listens on port 1 of loopback.
+    let server = spawn_server(&db, &[("REDIS_URL", "redis://127.0.0.1:1/0")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = server.log.recv_timeout(left) else {
+            break;
+        };
+        if line.contains("redis unreachable") {
+            assert!(line.contains("127.0.0.1:1"), "{line}");
+            assert_healthy(server.addr);
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("no warning about Redis; log:\n{}", seen.join("\n"));
+}

@@ -16,11 +16,17 @@ use super::shared::{Counted, Membership, Shared, Tracked};
 use super::{ACCEPT_BACKOFF_MILLIS, LISTEN_BACKLOG};
 
 /// Binds one listener per worker to the same address. The first one fixes the port when port
-/// 0 was asked for; `SO_REUSEPORT` (set by may's `bind`) lets the others share it.
+/// 0 was asked for; `SO_REUSEPORT` (set by may's `bind`) lets the others share it. Unless
+/// `join` is set, a port another process already serves is refused first: `SO_REUSEPORT` would
+/// otherwise let this server join it silently and take part of its traffic.
 pub(super) fn bind_listeners(
     addr: SocketAddr,
     workers: usize,
+    join: bool,
 ) -> io::Result<Vec<Arc<TcpListener>>> {
+    if !join && addr.port() != 0 {
+        refuse_if_served(addr)?;
+    }
     let first = bind_one(addr)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![Arc::new(first)];
@@ -28,6 +34,28 @@ pub(super) fn bind_listeners(
         listeners.push(Arc::new(bind_one(addr)?));
     }
     Ok(listeners)
+}
+
+/// Fails with `AddrInUse` if some process listens on `addr`: a bind without `SO_REUSEPORT`
+/// (with `SO_REUSEADDR`, so connections of an earlier server still in TIME_WAIT do not count)
+/// fails exactly then.
+fn refuse_if_served(addr: SocketAddr) -> io::Result<()> {
+    let probe = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "{addr} is already served by another process; to share it on purpose (a restart \
+                 without downtime), set GAVEL_JOIN_PORT=true"
+            ),
+        )),
+        other => other,
+    }
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {

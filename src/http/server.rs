@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub cors: Cors,
     /// Told of every response and accepted connection; none by default.
     pub observers: Observers,
+    /// Share a port another process already serves (`SO_REUSEPORT`) instead of refusing to
+    /// start; off by default.
+    pub join_port: bool,
 }
 
 impl ServerConfig {
@@ -72,6 +75,7 @@ impl ServerConfig {
             write_timeout: Duration::from_secs(WRITE_TIMEOUT_SECS),
             cors: Cors::Any,
             observers: Observers::default(),
+            join_port: false,
         }
     }
 
@@ -121,7 +125,7 @@ where
 {
     let timeouts = cfg.timeouts()?;
     let workers = cfg.workers.max(1);
-    let listeners = bind_listeners(cfg.listen, workers)?;
+    let listeners = bind_listeners(cfg.listen, workers, cfg.join_port)?;
     let local_addr = listeners[0].local_addr()?;
     let shared = Arc::new(Shared::new(timeouts, cfg.cors, cfg.observers, workers));
     let lots = (0..workers)
