@@ -399,3 +399,95 @@ fn keyed_requests_are_counted_by_result_and_replays_decide_no_bid() {
     assert_eq!(moved(&bids("accepted")), 1.0, "a replay decides no bid");
     assert_eq!(moved(&count("/api/bids", 422)), 1.0);
 }
+
+/// Every metric name a query of the Grafana dashboard (`tuning/grafana/gavel.json`) uses, with
+/// a histogram's `_bucket`, `_sum` and `_count` series named by the histogram.
+fn dashboard_metrics(exported_histograms: &HashSet<String>) -> HashSet<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../tuning/grafana/gavel.json")).unwrap();
+    let mut queries = Vec::new();
+    collect_queries(&doc, &mut queries);
+    assert!(queries.len() >= 12, "{queries:?}");
+    let mut names = HashSet::new();
+    for query in &queries {
+        let bytes = query.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let starts = query[i..].starts_with("gavel_") || query[i..].starts_with("process_");
+            let boundary =
+                i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+            if starts && boundary {
+                let end = query[i..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(query.len(), |n| i + n);
+                let name = &query[i..end];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|b| exported_histograms.contains(*b))
+                    .unwrap_or(name);
+                names.insert(base.to_owned());
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+fn collect_queries(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr" | "query", serde_json::Value::String(q)) => out.push(q.clone()),
+                    _ => collect_queries(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_queries(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_gavel_exports() {
+    let server = spawn_server(&test_db_name("metrics_dashboard"), &[]);
+    assert_healthy(server.addr);
+    let r = raw(
+        server.admin.unwrap(),
+        b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n",
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    let mut exported = HashSet::new();
+    let mut histograms = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            exported.insert(name.to_owned());
+            if kind == "histogram" {
+                histograms.insert(name.to_owned());
+            }
+        }
+    }
+    let used = dashboard_metrics(&histograms);
+    let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries {unknown:?}, which Gavel does not export"
+    );
+    for needed in [
+        "gavel_http_request_duration_seconds",
+        "gavel_bids_total",
+        "gavel_bid_fast_path_total",
+        "gavel_postgres_query_duration_seconds",
+        "gavel_postgres_errors_total",
+        "gavel_redis_command_duration_seconds",
+        "gavel_redis_errors_total",
+        "gavel_open_connections",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(used.contains(needed), "the dashboard shows no {needed}");
+    }
+}
