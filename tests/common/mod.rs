@@ -36,9 +36,21 @@ pub fn wall_clock() -> gavel::domain::time::Timestamp {
     gavel::domain::time::Timestamp::from_unix_micros(micros)
 }
 
-/// Where the test databases live; each test binary gets `gavel_test_<pid>_<name>` on it.
+/// Where the test databases live; each test binary gets `gavel_test_<pid>_<name>` on it:
+/// `GAVEL_TEST_PG` (a server URL without a database), else the server of `DATABASE_URL`, else
+/// `postgres://postgres@127.0.0.1:5432`.
 pub fn pg_base_url() -> String {
-    std::env::var("GAVEL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    if let Ok(url) = std::env::var("GAVEL_TEST_PG") {
+        return url;
+    }
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        // postgres://user[:password]@host[:port]/db[?params] without its database and params.
+        if let Some((scheme, rest)) = url.split_once("://") {
+            let server = rest.split(['/', '?']).next().unwrap_or(rest);
+            return format!("{scheme}://{server}");
+        }
+    }
+    "postgres://postgres@127.0.0.1:5432".into()
 }
 
 pub fn test_db_name(tag: &str) -> String {
@@ -194,7 +206,9 @@ pub fn psql(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
         .output()
-        .expect("psql runs");
+        .unwrap_or_else(|e| {
+            panic!("cannot run psql ({e}): the tests need it on the PATH (apt-get install postgresql-client)")
+        });
     assert!(
         out.status.success(),
         "{}",
@@ -487,7 +501,12 @@ impl RedisServer {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         kill_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("redis-server runs"));
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): the tests that stop and restart Redis run their \
+                 own; install it (apt-get install redis-server) so that it is on the PATH"
+            )
+        }));
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.cli(&["PING"]).as_deref() != Some("PONG") {
             assert!(Instant::now() < deadline, "redis-server did not start");
