@@ -53,8 +53,46 @@ pub fn pg_base_url() -> String {
     "postgres://postgres@127.0.0.1:5432".into()
 }
 
+/// A database name of this test process. The first call also arranges for every database of
+/// this process to be dropped when the process exits, so `cargo test` leaves none behind.
 pub fn test_db_name(tag: &str) -> String {
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    CLEANUP.call_once(|| {
+        // SAFETY: registers a plain function with the C runtime; it runs once, at exit.
+        unsafe {
+            libc::atexit(drop_test_databases);
+        }
+    });
     format!("gavel_test_{}_{}", std::process::id(), tag)
+}
+
+/// Drops this process's test databases (servers still connected are disconnected). Runs at exit,
+/// so it never panics: a database it cannot drop is left for the next CI run's sweep.
+extern "C" fn drop_test_databases() {
+    let admin = format!("{}/postgres", pg_base_url());
+    let pattern = format!("gavel\\_test\\_{}\\_%", std::process::id());
+    let Ok(out) = Command::new("psql")
+        .args([
+            admin.as_str(),
+            "-Atc",
+            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{pattern}'"),
+        ])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for db in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = Command::new("psql")
+            .args([
+                admin.as_str(),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// How long a server may take to print its "listening" line.
