@@ -196,7 +196,13 @@ fn a_browser_on_another_origin_follows_bids_and_resumes_after_a_drop() {
     for (i, amount) in ["4.00", "5.00", "6.00"].iter().enumerate() {
         bid(s.addr, auction, 20 + i as i64, amount);
     }
-    reports_until(&reports, &mut seen, |s| bid_ids(s).len() >= 6);
+    // Reports travel as separate fetches: wait for the drop's `error` and the reconnection's
+    // `open` too, which may arrive after the bids they preceded.
+    reports_until(&reports, &mut seen, |s| {
+        bid_ids(s).len() >= 6
+            && s.iter().any(|v| v["kind"] == "error")
+            && s.iter().filter(|v| v["kind"] == "open").count() >= 2
+    });
     let kinds: Vec<&str> = seen.iter().map(|v| v["kind"].as_str().unwrap()).collect();
     assert_eq!(bid_ids(&seen), [1, 2, 3, 4, 5, 6], "{kinds:?}");
     assert_eq!(
