@@ -209,12 +209,15 @@ impl OpenStream {
 }
 
 /// Writes `len` in hex followed by CRLF into `buf`; returns the bytes used.
+/// Without allocating: it runs for every event sent to every stream.
 fn write_chunk_size(buf: &mut [u8; 18], len: usize) -> usize {
-    let digits = format!("{len:x}");
-    let n = digits.len();
-    buf[..n].copy_from_slice(digits.as_bytes());
-    buf[n..n + 2].copy_from_slice(b"\r\n");
-    n + 2
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in 0..digits {
+        buf[digits - 1 - i] = HEX[(len >> (4 * i)) & 0xf];
+    }
+    buf[digits..digits + 2].copy_from_slice(b"\r\n");
+    digits + 2
 }
 
 /// Appends `data` to `out` as one chunk of a chunked body.
@@ -336,5 +339,10 @@ mod tests {
         write_chunk(&mut out, &[b'x'; 26]);
         assert_eq!(&out[..4], b"1a\r\n");
         assert!(out.ends_with(b"x\r\n"));
+        for len in [1, 9, 15, 16, 255, 4096, 65_535, usize::MAX] {
+            let mut buf = [0u8; 18];
+            let n = write_chunk_size(&mut buf, len);
+            assert_eq!(&buf[..n], format!("{len:x}\r\n").as_bytes(), "{len}");
+        }
     }
 }

@@ -7,7 +7,11 @@ use crate::domain::time::Timestamp;
 use crate::http::sse;
 
 /// The comment that keeps a quiet stream alive.
-pub const PING: &[u8] = b": ping\n";
+pub fn ping() -> Vec<u8> {
+    let mut out = Vec::with_capacity(8);
+    sse::write_comment(&mut out, "ping");
+    out
+}
 
 /// `event: auction`: the auction's state at `now`, under its current count.
 pub fn auction_event(out: &mut Vec<u8>, auction: &Auction, now: Timestamp) {

@@ -112,15 +112,6 @@ impl Subscribers {
         self.shared.open_streams()
     }
 
-    /// Streams open on this worker.
-    pub fn len(&self) -> usize {
-        self.lock().slots.iter().flatten().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update leaves the state consistent, so a panic elsewhere cannot corrupt it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -360,8 +351,9 @@ impl Subscribers {
     pub(super) fn ping(&self) {
         let mut state = self.lock();
         let tokens: Vec<u64> = state.slots.iter().flatten().map(|s| s.token).collect();
+        let frame = render::ping();
         for token in tokens {
-            let sent = slot_mut(&mut state, token).map(|sub| self.send(sub, token, render::PING));
+            let sent = slot_mut(&mut state, token).map(|sub| self.send(sub, token, &frame));
             if let Some(Err(Cut)) = sent {
                 drop(self.remove(&mut state, token));
             }
