@@ -39,11 +39,18 @@ impl Server {
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
-        s.spawn();
+        // A port another test took between `free_port` and redis-server's bind: take another.
+        for _ in 0..3 {
+            if s.spawn().is_ok() {
+                return s;
+            }
+            s.port = free_port();
+        }
+        s.spawn().unwrap();
         s
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         let bin =
             std::env::var("GAVEL_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let dir: PathBuf = std::env::temp_dir();
@@ -58,7 +65,33 @@ impl Server {
             .expect("redis-server must be installed (or set GAVEL_TEST_REDIS_SERVER)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            // A port another test took between `free_port` and the bind makes redis-server exit;
+            // a connect could then even reach that other listener. Checked after the connect too.
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                return Err(format!(
+                    "redis-server exited at start (port {} taken?)",
+                    self.port
+                ));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+                let exited = self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if exited {
+                    return Err(format!(
+                        "redis-server exited at start (port {} taken?)",
+                        self.port
+                    ));
+                }
+                return Ok(());
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -73,7 +106,7 @@ impl Server {
 
     fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        self.spawn().unwrap();
     }
 
     fn url(&self) -> String {
