@@ -16,8 +16,24 @@ NETNS_KEYS=(net.core.somaxconn net.ipv4.tcp_max_syn_backlog net.ipv4.tcp_rmem ne
   net.ipv4.tcp_tw_reuse net.ipv4.tcp_fin_timeout net.ipv4.tcp_max_tw_buckets
   net.ipv4.ip_local_port_range)
 
-# Ceilings that only ever need raising: a higher value already in force is kept, never lowered.
-FLOOR_KEYS=(fs.file-max fs.nr_open)
+# Capacities: limits, queue lengths and buffer sizes that Gavel needs at least this large. apply
+# never lowers one: a higher value in force is kept, and multi-value settings are compared field
+# by field (tcp_rmem "min default max": each field keeps the higher of the host's and Gavel's).
+CAPACITY_KEYS=(net.core.somaxconn net.ipv4.tcp_max_syn_backlog net.core.netdev_max_backlog
+  fs.file-max fs.nr_open net.core.rmem_max net.core.wmem_max net.ipv4.tcp_rmem net.ipv4.tcp_wmem
+  net.ipv4.tcp_max_tw_buckets net.ipv4.tcp_max_orphans net.netfilter.nf_conntrack_max
+  net.netfilter.nf_conntrack_buckets)
+# Ranges "low high": only ever widened (the lower start and the higher end are kept).
+RANGE_KEYS=(net.ipv4.ip_local_port_range)
+
+# Kernel settings Redis checks at start-up, with its warning; check and apply give the reason.
+# shellcheck disable=SC2034 # used by apply and check
+declare -A REDIS_WHY=(
+  [vm.overcommit_memory]="Redis warns at start-up unless it is 1: a background save or replication (fork) may fail under low memory"
+)
+THP_WANT=madvise
+# shellcheck disable=SC2034 # used by apply and check
+THP_WHY="Redis warns at start-up when it is 'always': latency spikes and memory growth (copy-on-write of huge pages after fork)"
 
 # Unexpected failures are errors (exit 2), never mistaken for "differs" (1) or "not root" (1).
 set -E
@@ -53,6 +69,7 @@ normalize() {
 
 PARTS=()
 ROOT=""
+SYSROOT=""
 NETNS_SAFE=0
 
 # add_part PART [EXTRA_ALLOWED...]
@@ -73,6 +90,13 @@ set_root() {
   [ -d "$1" ] || die "--root $1: not a directory"
   ROOT=$(cd -- "$1" && pwd -P)
   [ "$ROOT" != / ] || ROOT=""
+}
+
+set_sysroot() {
+  [ -n "$1" ] || die "--sysroot needs a directory"
+  [ -d "$1" ] || die "--sysroot $1: not a directory"
+  SYSROOT=$(cd -- "$1" && pwd -P)
+  [ "$SYSROOT" != / ] || SYSROOT=""
 }
 
 selected() {
@@ -122,7 +146,8 @@ in_list() {
 }
 
 is_netns_key() { in_list "$1" "${NETNS_KEYS[@]}"; }
-is_floor_key() { in_list "$1" "${FLOOR_KEYS[@]}"; }
+is_range_key() { in_list "$1" "${RANGE_KEYS[@]}"; }
+is_capacity_key() { in_list "$1" "${CAPACITY_KEYS[@]}" || is_range_key "$1"; }
 
 # Why a key is left alone here, or nothing when it can be read and set.
 sysctl_skip_reason() {
@@ -149,15 +174,143 @@ sysctl_read() {
   normalize "$v"
 }
 
-# True when the current value already meets the wanted one.
+# Compares two unsigned decimal numbers of any length (fs.file-max may be 2^63-1, past what
+# some tools handle): prints -1, 0 or 1.
+num_cmp() {
+  local a=$1 b=$2
+  while [[ $a == 0?* ]]; do a=${a#0}; done
+  while [[ $b == 0?* ]]; do b=${b#0}; done
+  if [ "${#a}" -ne "${#b}" ]; then
+    if [ "${#a}" -lt "${#b}" ]; then printf -- -1; else printf 1; fi
+  elif [ "$a" = "$b" ]; then
+    printf 0
+  elif [[ $a < $b ]]; then
+    printf -- -1
+  else
+    printf 1
+  fi
+}
+
+# Field names for messages: "max" rather than "field 3".
+field_name() {
+  case $1 in
+    net.ipv4.tcp_rmem | net.ipv4.tcp_wmem)
+      case $2 in 0) printf min ;; 1) printf default ;; 2) printf max ;; *) printf 'field %s' "$(($2 + 1))" ;; esac ;;
+    net.ipv4.ip_local_port_range)
+      case $2 in 0) printf start ;; *) printf end ;; esac ;;
+    *) printf 'field %s' "$(($2 + 1))" ;;
+  esac
+}
+
+# capacity_merge KEY CURRENT WANTED: prints the value apply sets for a capacity, which lowers
+# nothing: field by field the higher of the two (for a range: the lower start and the higher
+# end). Fails when the two cannot be compared field by field (not numbers, or not as many).
+capacity_merge() {
+  local key=$1 i c
+  local -a cf wf of=()
+  read -r -a cf <<<"$2" || true
+  read -r -a wf <<<"$3" || true
+  [ "${#cf[@]}" -gt 0 ] && [ "${#cf[@]}" -eq "${#wf[@]}" ] || return 1
+  if is_range_key "$key" && [ "${#cf[@]}" -ne 2 ]; then return 1; fi
+  for i in "${!cf[@]}"; do
+    [[ ${cf[$i]} =~ ^[0-9]+$ && ${wf[$i]} =~ ^[0-9]+$ ]] || return 1
+    c=$(num_cmp "${cf[$i]}" "${wf[$i]}")
+    if is_range_key "$key" && [ "$i" = 0 ]; then
+      if [ "$c" = 1 ]; then of+=("${wf[$i]}"); else of+=("${cf[$i]}"); fi
+    else
+      if [ "$c" = -1 ]; then of+=("${wf[$i]}"); else of+=("${cf[$i]}"); fi
+    fi
+  done
+  printf '%s' "${of[*]}"
+}
+
+# What capacity_merge keeps of CURRENT over WANTED, for messages: "max 33554432 is higher than
+# Gavel's 6291456", "start 1024 is lower than Gavel's 10240"; empty when nothing is kept.
+kept_fields() {
+  local key=$1 i c name
+  local -a cf wf of=()
+  read -r -a cf <<<"$2" || true
+  read -r -a wf <<<"$3" || true
+  for i in "${!cf[@]}"; do
+    [[ ${cf[$i]} =~ ^[0-9]+$ && ${wf[$i]:-} =~ ^[0-9]+$ ]] || continue
+    c=$(num_cmp "${cf[$i]}" "${wf[$i]}")
+    name=""
+    if [ "${#cf[@]}" -gt 1 ]; then name="$(field_name "$key" "$i") "; fi
+    if is_range_key "$key" && [ "$i" = 0 ]; then
+      if [ "$c" = -1 ]; then of+=("$name${cf[$i]} is lower than Gavel's ${wf[$i]}"); fi
+    elif [ "$c" = 1 ]; then
+      of+=("$name${cf[$i]} is higher than Gavel's ${wf[$i]}")
+    fi
+  done
+  [ "${#of[@]}" -gt 0 ] || return 0
+  printf '%s' "${of[0]}"
+  for ((i = 1; i < ${#of[@]}; i++)); do printf ', %s' "${of[$i]}"; done
+}
+
+# sysctl_target KEY CURRENT WANTED: the value the kernel should hold. For a capacity it is the
+# merge (the host's higher fields kept); for anything else the wanted value. Fails when a
+# capacity cannot be compared.
+sysctl_target() {
+  if is_capacity_key "$1"; then
+    capacity_merge "$1" "$2" "$3"
+  else
+    printf '%s' "$3"
+  fi
+}
+
+# True when the current value already meets the wanted one: equal, or for a capacity at least
+# as large in every field (a range: covers it).
 sysctl_met() {
-  local key=$1 cur=$2 want=$3
-  if is_floor_key "$key" && [[ $cur =~ ^[0-9]+$ && $want =~ ^[0-9]+$ ]] &&
-    [ "${#cur}" -le 19 ] && [ "${#want}" -le 19 ]; then
-    ((cur >= want))
+  local key=$1 cur=$2 want=$3 target
+  if is_capacity_key "$key"; then
+    target=$(capacity_merge "$key" "$cur" "$want") || return 1
+    [ "$target" = "$cur" ]
     return
   fi
   [ "$cur" = "$want" ]
+}
+
+# The drop-in as apply installs it: the shipped file, except that a capacity this host already
+# has higher keeps the host's value (with a comment saying so), so the file never lowers it at
+# the next boot either. Kernel settings that this kernel or namespace lacks keep Gavel's value.
+# Writes to OUT; sets RENDER_KEPT to the keys whose line was changed.
+RENDER_KEPT=()
+render_sysctl_conf() {
+  local out=$1 line norm key value dash cur target
+  RENDER_KEPT=()
+  : >"$out"
+  while IFS= read -r line || [ -n "$line" ]; do
+    norm=$(normalize "$line")
+    case $norm in '' | '#'* | ';'*) printf '%s\n' "$line" >>"$out"; continue ;; esac
+    key=$(normalize "${norm%%=*}")
+    value=$(normalize "${norm#*=}")
+    dash=""
+    if [[ $key == -* ]]; then dash=-; key=${key#-}; fi
+    if is_capacity_key "$key" && cur=$(sysctl_read "$key") &&
+      target=$(capacity_merge "$key" "$cur" "$value") && [ "$target" != "$value" ]; then
+      printf '# Kept by tuning/apply, which never lowers a capacity: this host had %s; Gavel ships %s.\n' \
+        "$cur" "$value" >>"$out"
+      printf '%s%s = %s\n' "$dash" "$key" "$target" >>"$out"
+      RENDER_KEPT+=("$key")
+    else
+      printf '%s\n' "$line" >>"$out"
+    fi
+  done <"$SYSCTL_CONF"
+}
+
+# Temporary files, removed when the script exits.
+TEMP_FILES=()
+cleanup_temp() {
+  if [ "${#TEMP_FILES[@]}" -gt 0 ]; then rm -f -- "${TEMP_FILES[@]}"; fi
+}
+trap cleanup_temp EXIT
+# make_temp VAR: creates a temporary file and puts its name in VAR (not through $(...), whose
+# subshell would forget it and leave the file behind).
+make_temp() {
+  local f
+  f=$(mktemp "${TMPDIR:-/tmp}/gavel-tuning.XXXXXX")
+  TEMP_FILES+=("$f")
+  printf -v "$1" '%s' "$f"
 }
 
 sysctl_write() {
@@ -187,6 +340,40 @@ sysctl_overrides() {
       fi
     done
   done
+}
+
+# --- Transparent huge pages (a sysfs file, not a sysctl) -----------------------------------
+
+thp_path() { printf '%s/sys/kernel/mm/transparent_hugepage/enabled' "$SYSROOT"; }
+
+# The mode in force: the bracketed word of "always [madvise] never".
+thp_mode() {
+  local v
+  v=$(cat -- "$(thp_path)" 2>/dev/null) || return 1
+  if [[ $v =~ \[([a-z_]+)\] ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  else
+    normalize "$v"
+  fi
+}
+
+# madvise and never both silence Redis's warning; madvise still lets a program that asks for
+# huge pages (madvise(MADV_HUGEPAGE)) have them.
+thp_met() { [ "$1" = madvise ] || [ "$1" = never ]; }
+
+thp_skip_reason() {
+  if [ "$NETNS_SAFE" = 1 ] && [ -z "$SYSROOT" ]; then
+    printf 'host-wide, not per network namespace; --netns-safe'
+  elif [ ! -e "$(thp_path)" ]; then
+    printf 'not in this kernel (built without transparent huge pages): nothing to set'
+  fi
+}
+
+thp_persist_note() {
+  note "$(thp_path) lasts until reboot. To keep $THP_WANT: install -m 0644" \
+    "tuning/systemd/gavel-thp.service /etc/systemd/system/ && systemctl enable gavel-thp;" \
+    "or add transparent_hugepage=$THP_WANT to the kernel command line (GRUB_CMDLINE_LINUX in" \
+    "/etc/default/grub, then update-grub). Restart Redis for its start-up check to see it."
 }
 
 # --- Files ---------------------------------------------------------------------------------
@@ -271,6 +458,7 @@ file_state() {
 # STATE/files/PART/absent/DEST      marks a file apply created
 # STATE/files/PART/dirs             directories apply created, in creation order
 # STATE/irq/orig/PATH               an IRQ/RPS/XPS setting before irq-affinity first changed it
+# STATE/sysfs/orig/PATH             a /sys setting (transparent huge pages) before apply changed it
 # The first record always wins, so revert returns to the state before the first apply.
 
 # Records may hold copies of configuration with secrets in it: private to root. Files and
@@ -287,6 +475,18 @@ record_sysctl() {
   mkdir -p -- "$STATE_DIR/sysctl"
   printf '%s\n' "$2" >"$f.tmp"
   mv -f -- "$f.tmp" "$f"
+}
+
+# record_sysfs PATH VALUE: succeeds with FRESH=1 when this call made the record.
+record_sysfs() {
+  local f="$STATE_DIR/sysfs/orig$1"
+  FRESH=0
+  if [ -e "$f" ]; then return 0; fi
+  mkdir -p -- "$(dirname -- "$f")"
+  printf '%s\n' "$2" >"$f.tmp"
+  mv -f -- "$f.tmp" "$f"
+  # shellcheck disable=SC2034 # read by apply
+  FRESH=1
 }
 
 record_file() {
