@@ -14,6 +14,7 @@ use crate::memory;
 use crate::metrics;
 use crate::placement::WorkerId;
 use crate::storage::{self, pg, Store};
+use may::coroutine::JoinHandle;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ const COROUTINE_POOL_CAPACITY: usize = 16;
 
 /// Runs the server until a signal asks it to stop; returns the process exit status.
 pub fn run(cfg: Config) -> i32 {
+    eprintln!("T main {:?}", std::time::SystemTime::now());
     logging::set_level(cfg.log_level);
     // Installed first: a signal that arrives while starting must still mean a clean stop.
     let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
@@ -69,7 +71,7 @@ pub fn run(cfg: Config) -> i32 {
             .map_or_else(|e| e.to_string(), |a| a.to_string());
         logging::info("admin listening", &[("addr", &addr), ("path", &"/metrics")]);
     }
-    let contexts = match start_storage(&cfg) {
+    let (contexts, schema) = match start_storage(&cfg) {
         Ok(c) => c,
         Err(e) => {
             logging::error("start-up failed", &[("error", &e)]);
@@ -90,6 +92,15 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
+    eprintln!("T listening {:?}", std::time::SystemTime::now());
+    // Off the start-up path: the sweeper's connection is not needed to serve.
+    if let Err(e) = pg_config(&cfg).and_then(|pg| {
+        storage::sweep::start(&pg, WorkerId::new(0))
+            .map_err(|e| format!("cannot start the key sweeper: {e}"))
+    }) {
+        logging::error("start-up failed", &[("error", &e)]);
+        return EXIT_STARTUP_FAILED;
+    }
     memory::spawn_trimmers(&server.connection_counts(), cfg.workers);
     if let (Some(admin), Some(registry)) = (admin, registry) {
         let counts = server.connection_counts();
@@ -112,6 +123,7 @@ pub fn run(cfg: Config) -> i32 {
             ("addr", &server.local_addr()),
             ("workers", &cfg.workers),
             ("redis", &if redis_on { "enabled" } else { "disabled" }),
+            ("schema", &schema),
         ],
     );
     if redis_on {
@@ -193,63 +205,110 @@ fn pg_config(cfg: &Config) -> Result<pg::Config, String> {
     Ok(pg)
 }
 
-/// Migrates the database, then opens every worker's connections on that worker.
-fn start_storage(cfg: &Config) -> Result<Vec<Arc<WorkerContext>>, String> {
+/// Opens every worker's connections, makes sure the schema is up to date, then builds each
+/// worker's context. On an existing, settled database (every restart) the workers' connections
+/// are opened first, at once, and one round trip on one of them confirms the schema: start-up
+/// waits for one connection's set-up. Otherwise (a new database, migrations to run, or another
+/// server's just run) the schema is prepared under the migration lock and the workers connect
+/// again, since their statements may have been prepared against the old schema.
+/// Returns the contexts and how the schema was found: `settled` (one round trip on the
+/// connections opened first) or `prepared` (under the lock, connections opened again), for the
+/// log.
+fn start_storage(cfg: &Config) -> Result<(Vec<Arc<WorkerContext>>, &'static str), String> {
     let pg = pg_config(cfg)?;
     let redis = RedisConfig::from_url(&cfg.redis_url)
         .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
     let auth = cfg.auth_secret.as_deref().map(|s| Arc::new(Auth::new(s)));
+    let early: Vec<Option<Store>> = connect_stores(&pg, (0..cfg.workers).collect())?
+        .into_iter()
+        .map(|h| h.join().ok().and_then(Result::ok))
+        .collect();
+    let (instance, stores, schema) = match settled_instance(&early) {
+        Some(instance) => (instance, early.into_iter().flatten().collect(), "settled"),
+        None => {
+            drop(early);
+            let instance = prepare_schema(&pg)?;
+            let stores = join_stores(connect_stores(&pg, (0..cfg.workers).collect())?)?;
+            (instance, stores, "prepared")
+        }
+    };
+    let live = live::Shared::new(cfg.max_streams);
+    let (hub, inboxes) = fanout::hub(cfg.workers);
+    let contexts = stores
+        .into_iter()
+        .enumerate()
+        .map(|(index, store)| {
+            let worker = WorkerId::new(index);
+            let live = live::Subscribers::new(worker, live.clone(), hub.clone())
+                .map_err(|e| format!("cannot watch streams: {e}"))?;
+            let cache = redis.clone().map(|r| BidCache::new(r, &instance, worker));
+            Ok(Arc::new(WorkerContext {
+                worker,
+                store,
+                cache,
+                auth: auth.clone(),
+                metrics: worker.metrics(),
+                live: Arc::new(live),
+            }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((start_live(&pg, contexts, inboxes, live, hub)?, schema))
+}
+
+/// The instance id, when every worker connected and the schema they prepared against is settled.
+fn settled_instance(stores: &[Option<Store>]) -> Option<String> {
+    let first = stores
+        .iter()
+        .map(Option::as_ref)
+        .collect::<Option<Vec<_>>>()?[0];
+    match first.schema() {
+        Ok(storage::migrate::Schema::Settled { instance }) => Some(instance),
+        _ => None,
+    }
+}
+
+/// Creates the database when missing and applies the migrations, in a coroutine of its own.
+fn prepare_schema(pg: &pg::Config) -> Result<String, String> {
     let setup = pg.clone();
     let prepare =
         may::coroutine::Builder::new().stack_size(pg::limits::LIMITS.coroutine_stack_words);
-    let instance = may::go!(prepare, move || storage::prepare_database(&setup))
+    may::go!(prepare, move || storage::prepare_database(&setup))
         .map_err(|e| format!("cannot start database preparation: {e}"))?
         .join()
-        .map_err(|_| "database preparation stopped unexpectedly".to_owned())??;
-    storage::sweep::start(&pg, WorkerId::new(0))
-        .map_err(|e| format!("cannot start the key sweeper: {e}"))?;
-    let live = live::Shared::new(cfg.max_streams);
-    let (hub, inboxes) = fanout::hub(cfg.workers);
-    let handles: Vec<_> = (0..cfg.workers)
-        .map(|index| {
-            let worker = WorkerId::new(index);
-            let (pg, redis, instance) = (pg.clone(), redis.clone(), instance.clone());
-            let auth = auth.clone();
-            let subscribers = live::Subscribers::new(worker, live.clone(), hub.clone())
-                .map(Arc::new)
-                .map_err(|e| format!("cannot watch streams: {e}"));
-            // It authenticates to PostgreSQL (SCRAM), so it gets the client's own stack size.
-            let builder = may::coroutine::Builder::new()
-                .id(worker.index())
-                .stack_size(pg::limits::LIMITS.coroutine_stack_words);
-            // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
-            unsafe {
-                builder.spawn(move || {
-                    let live = subscribers?;
-                    let store = Store::connect(&pg, worker).map_err(|e| e.to_string())?;
-                    let cache = redis.map(|r| BidCache::new(r, &instance, worker));
-                    Ok(Arc::new(WorkerContext {
-                        worker,
-                        store,
-                        cache,
-                        auth,
-                        metrics: worker.metrics(),
-                        live,
-                    }))
-                })
-            }
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot start worker coroutine: {e}"))?;
+        .map_err(|_| "database preparation stopped unexpectedly".to_owned())?
+}
+
+fn join_stores(handles: Vec<JoinHandle<Result<Store, pg::PgError>>>) -> Result<Vec<Store>, String> {
     handles
         .into_iter()
         .map(|h| {
             h.join()
                 .map_err(|_| "worker start-up stopped unexpectedly".to_owned())?
-                .map_err(|e: String| format!("cannot connect to PostgreSQL: {e}"))
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
         })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|contexts| start_live(&pg, contexts, inboxes, live, hub))
+        .collect()
+}
+
+/// Opens the listed workers' stores at once, each in a coroutine on its own worker (a store's
+/// connections belong to the worker that opened them).
+fn connect_stores(
+    pg: &pg::Config,
+    workers: Vec<usize>,
+) -> Result<Vec<JoinHandle<Result<Store, pg::PgError>>>, String> {
+    workers
+        .into_iter()
+        .map(|index| {
+            let worker = WorkerId::new(index);
+            let pg = pg.clone();
+            // It authenticates to PostgreSQL (SCRAM), so it gets the client's own stack size.
+            let builder = may::coroutine::Builder::new()
+                .id(worker.index())
+                .stack_size(pg::limits::LIMITS.coroutine_stack_words);
+            // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
+            unsafe { builder.spawn(move || Store::connect(&pg, worker)) }
+                .map_err(|e| format!("cannot start worker coroutine: {e}"))
+        })
+        .collect()
 }
 
 /// Starts each worker's stream coroutines and the process's listening feed.

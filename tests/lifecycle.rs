@@ -44,6 +44,57 @@ fn two_servers_starting_at_once_migrate_once() {
     }
 }
 
+/// The server's own connections to `db` (the listening one apart), once they stop changing.
+fn worker_connections(db: &str, expected: usize) -> usize {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'gavel'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: usize = psql(db, &sql).parse().unwrap();
+        if n == expected || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A restart on a database migrated long ago keeps the connections it opened before checking
+/// the schema; one migrated within the last minute (by another server, perhaps still in
+/// motion) opens them again after the check under the lock, and the first ones are closed. Both
+/// serve bids and reads with the statements they prepared.
+#[test]
+fn a_settled_schema_keeps_the_first_connections_and_a_recent_one_reopens_them() {
+    let db = test_db_name("settled");
+    let mut first = spawn_server(&db, &[]);
+    assert_eq!(first.listening["schema"], "prepared", "a new database");
+    assert!(sigterm(&mut first).success());
+    // Two workers, two connections each, and the key sweeper's.
+    let expected = 2 * 2 + 1;
+    for (applied, schema) in [
+        ("now() - interval '2 minutes'", "settled"),
+        ("now()", "prepared"),
+    ] {
+        psql(
+            &db,
+            &format!("UPDATE gavel_migrations SET applied_at = {applied}"),
+        );
+        let mut server = spawn_server(&db, &[]);
+        assert_eq!(server.listening["schema"], schema, "{applied}");
+        assert_healthy(server.addr);
+        let id = started_auction(server.addr, "10.00", "1.00");
+        let bid = post(
+            server.addr,
+            "/api/bids",
+            &format!(r#"{{"auction_id":{id},"bidder_id":7,"amount":"10.00"}}"#),
+        );
+        assert_eq!(bid.status, 201, "{}", bid.json());
+        assert_eq!(get(server.addr, &format!("/api/bids/{id}")).status, 200);
+        assert_eq!(worker_connections(&db, expected), expected, "{applied}");
+        assert!(sigterm(&mut server).success());
+    }
+}
+
 #[test]
 fn a_changed_migration_stops_the_start() {
     let db = test_db_name("changed");

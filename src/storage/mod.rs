@@ -105,8 +105,21 @@ impl Store {
     /// Opens the worker's connections and starts its bid batcher; must run in a coroutine on that
     /// worker.
     pub fn connect(cfg: &Config, worker: WorkerId) -> Result<Store, PgError> {
+        // Both at once: each is mostly waiting for its server process to start and prepare.
+        let second = cfg.clone();
+        let builder = may::coroutine::Builder::new()
+            .id(worker.index())
+            .stack_size(pg::limits::LIMITS.coroutine_stack_words);
+        // SAFETY: the closure touches no thread-local state (may's requirement for spawn).
+        let reading =
+            unsafe { builder.spawn(move || Client::connect_now(second, STATEMENTS, worker)) }
+                .map_err(|e| PgError::Unavailable(format!("cannot start connecting: {e}")))?;
         let write = Arc::new(Client::connect_now(cfg.clone(), STATEMENTS, worker)?);
-        let read = Arc::new(Client::connect_now(cfg.clone(), STATEMENTS, worker)?);
+        let read = Arc::new(
+            reading
+                .join()
+                .map_err(|_| PgError::Unavailable("connecting stopped unexpectedly".into()))??,
+        );
         let bids = BidBatcher::start(write.clone(), worker, cfg.query_timeout)
             .map_err(|e| PgError::Unavailable(format!("cannot start the bid batcher: {e}")))?;
         let auctions = AuctionReader::start(read.clone(), worker, cfg.query_timeout)
@@ -120,6 +133,12 @@ impl Store {
             auctions,
             bid_pages,
         })
+    }
+
+    /// The schema as this store's connections see it, in one round trip: start-up keeps
+    /// connections opened before any migration only when it was [`migrate::Schema::Settled`].
+    pub fn schema(&self) -> Result<migrate::Schema, StoreError> {
+        Ok(migrate::check(&self.write)?)
     }
 
     pub fn is_up(&self) -> bool {
@@ -193,7 +212,8 @@ const UNIQUE_VIOLATION: &str = "23505";
 const MIGRATION_TIMEOUT_SECS: u64 = 600;
 
 /// Connects to the configured database, creating it first when it does not exist, and brings its
-/// schema up to date. Returns the database's instance id, its name in shared caches.
+/// schema up to date: one round trip when it already is (every restart), else under the
+/// migration lock.
 pub fn prepare_database(cfg: &Config) -> Result<String, String> {
     let mut cfg = cfg.clone();
     cfg.statement_timeout = Duration::from_secs(MIGRATION_TIMEOUT_SECS);
@@ -206,6 +226,10 @@ pub fn prepare_database(cfg: &Config) -> Result<String, String> {
         }
         Err(e) => return Err(format!("cannot connect to PostgreSQL: {e}")),
     };
+    let checked = migrate::check(&client).map_err(|e| format!("cannot read the schema: {e}"))?;
+    if let migrate::Schema::Settled { instance } = checked {
+        return Ok(instance);
+    }
     migrate::run(&client).map_err(|e| e.to_string())?;
     instance_id(&client).map_err(|e| format!("cannot read the instance id: {e}"))
 }

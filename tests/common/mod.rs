@@ -105,6 +105,8 @@ pub struct Server {
     pub child: Child,
     pub db: String,
     pub log: mpsc::Receiver<String>,
+    /// The "listening" log line.
+    pub listening: Value,
 }
 
 /// Starts `gavel` with the given extra environment; returns once it listens.
@@ -189,6 +191,7 @@ impl Launched {
                         child: self.child,
                         db: self.db,
                         log: self.log,
+                        listening: v,
                     });
                 }
             }
