@@ -1,6 +1,9 @@
-//! Settings from flags and environment variables, a flag winning over its variable.
+//! Settings from flags and environment variables, a flag winning over its variable. The command
+//! line itself (parsing, variables, help, version, subcommands) is clap's; this file holds what
+//! Gavel decides: the names, defaults with their reasons, and what a value must be.
 
 use crate::logging::Level;
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,235 +54,215 @@ pub struct Config {
     pub auth_secret: Option<Vec<u8>>,
 }
 
-struct Setting {
-    flag: &'static str,
-    env: &'static str,
-    default: &'static str,
-    help: &'static str,
+/// `gavel --version`: the crate's version, the commit it was built from and the build profile
+/// (both set by `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GAVEL_COMMIT"),
+    ", ",
+    env!("GAVEL_PROFILE"),
+    " build)"
+);
+
+/// The command line: serving is the default, the rest are subcommands. `--help` never shows the
+/// values of the variables that may hold a password or a secret (the URLs, the auth secret).
+#[derive(Parser, Debug)]
+#[command(
+    name = "gavel",
+    version = VERSION,
+    about = "Gavel: an auction bidding HTTP API server",
+    long_about = "Gavel: an auction bidding HTTP API server.\n\nWith no subcommand it serves. \
+Every setting is a flag or its environment variable; a flag wins over its variable, and an \
+empty variable counts as unset.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
-const SETTINGS: &[Setting] = &[
-    Setting {
-        flag: "listen",
-        env: "GAVEL_LISTEN",
-        default: "0.0.0.0:3000",
-        help: "address and port to serve HTTP on",
-    },
-    Setting {
-        flag: "admin-listen",
-        env: "GAVEL_ADMIN_LISTEN",
-        default: DEFAULT_ADMIN_LISTEN,
-        help: "address and port for Prometheus metrics at /metrics, or `off` (no listener, no counting)",
-    },
-    Setting {
-        flag: "database-url",
-        env: "DATABASE_URL",
-        default: "postgres://postgres@127.0.0.1:5432/gavel",
-        help: "PostgreSQL URL; the database is created when missing",
-    },
-    Setting {
-        flag: "redis-url",
-        env: "REDIS_URL",
-        default: "redis://127.0.0.1:6379/0",
-        help: "Redis URL for the bid fast path (redis://[user:pass@]host[:port][/db]), or `off`",
-    },
-    Setting {
-        flag: "workers",
-        env: "GAVEL_WORKERS",
-        default: "the CPUs this process may run on",
-        help: "worker threads, one per core, each pinned",
-    },
-    Setting {
-        flag: "log-level",
-        env: "RUST_LOG",
-        default: "info",
-        help: "error, warn, info, debug, trace or off",
-    },
-    Setting {
-        flag: "idle-timeout-secs",
-        env: "GAVEL_IDLE_TIMEOUT_SECS",
-        default: "60",
-        help: "close keep-alive connections idle this long",
-    },
-    Setting {
-        flag: "shutdown-timeout-secs",
-        env: "GAVEL_SHUTDOWN_TIMEOUT_SECS",
-        default: "10",
-        help: "on SIGTERM/SIGINT, how long in-flight requests may take",
-    },
-    Setting {
-        flag: "db-timeout-ms",
-        env: "GAVEL_DB_TIMEOUT_MS",
-        default: "800",
-        help: "longest wait for PostgreSQL before answering 503",
-    },
-    Setting {
-        flag: "join-port",
-        env: "GAVEL_JOIN_PORT",
-        default: "false",
-        help: "share a port another Gavel already serves (restart without downtime); else refuse it",
-    },
-    Setting {
-        flag: "max-streams",
-        env: "GAVEL_MAX_STREAMS",
-        default: "20000",
-        help: "most live-update streams open at once (past it: 503)",
-    },
-    Setting {
-        flag: "cors-origins",
-        env: "GAVEL_CORS_ORIGINS",
-        default: "*",
-        help: "`*` or a comma-separated list of allowed origins",
-    },
-    Setting {
-        flag: "auth-secret",
-        env: "GAVEL_AUTH_SECRET",
-        default: "(none: open)",
-        help: "HS256 secret for the bearer tokens every POST then needs",
-    },
-    Setting {
-        flag: "auth-secret-file",
-        env: "GAVEL_AUTH_SECRET_FILE",
-        default: "(none)",
-        help: "file holding the HS256 secret (trailing newline ignored)",
-    },
-    Setting {
-        flag: "pin-workers",
-        env: "GAVEL_PIN_WORKERS",
-        default: "true",
-        help: "pin each worker to its own core (off: let the kernel move them, for hosts whose cores other busy processes share)",
-    },
-];
-
-pub fn help() -> String {
-    let mut out = String::from(
-        "gavel: an auction bidding HTTP API server\n\nUsage: gavel [--flag value]...\n\nSettings (flag, environment variable, default):\n",
-    );
-    for s in SETTINGS {
-        out.push_str(&format!(
-            "  --{:<24} {:<28} {}\n      {}\n",
-            s.flag, s.env, s.default, s.help
-        ));
-    }
-    out.push_str("  --help                   print this text\n");
-    out.push_str("\n  gavel token --sub ID --role bidder|seller|admin --ttl 1h\n      prints a bearer token signed with the configured secret\n");
-    out
+#[derive(Subcommand, Debug)]
+pub enum Sub {
+    /// Print a bearer token signed with the configured secret
+    Token(crate::token::TokenArgs),
+    /// Create the database when missing, apply the migrations, and exit
+    Migrate(MigrateArgs),
 }
 
-/// What the command line asked for.
-// Made once per process and moved once: boxing the settings would buy nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Command {
-    Serve(Config),
-    Help,
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// PostgreSQL URL; the database is created when missing
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
 }
 
-impl Config {
-    pub fn from_args(
-        args: &[String],
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Command, String> {
-        let flags = parse_flags(args)?;
-        if flags.iter().any(|(k, _)| k == "help") {
-            return Ok(Command::Help);
-        }
-        let get = |flag: &str| -> Option<String> {
-            let setting = SETTINGS.iter().find(|s| s.flag == flag)?;
-            flags
-                .iter()
-                .rev()
-                .find(|(k, _)| k == flag)
-                .map(|(_, v)| v.clone())
-                .or_else(|| env(setting.env).filter(|v| !v.is_empty()))
-        };
-        let or_default = |flag: &str| {
-            get(flag).unwrap_or_else(|| {
-                SETTINGS
-                    .iter()
-                    .find(|s| s.flag == flag)
-                    .map_or("", |s| s.default)
-                    .to_owned()
-            })
-        };
-        let listen = or_default("listen")
-            .parse()
-            .map_err(|_| "--listen must be an address like 0.0.0.0:3000".to_owned())?;
-        let admin_listen = parse_admin_listen(&or_default("admin-listen"))?;
-        let workers = match get("workers") {
-            Some(w) => positive(&w, "workers")? as usize,
-            None => default_workers(),
-        };
-        let log_level = Level::parse(&or_default("log-level"))
-            .ok_or("--log-level must be error, warn, info, debug, trace or off")?;
-        Ok(Command::Serve(Config {
-            listen,
-            admin_listen,
-            database_url: or_default("database-url"),
-            redis_url: or_default("redis-url"),
-            workers,
-            log_level,
-            idle_timeout: Duration::from_secs(positive(
-                &or_default("idle-timeout-secs"),
-                "idle-timeout-secs",
-            )?),
-            shutdown_timeout: Duration::from_secs(positive(
-                &or_default("shutdown-timeout-secs"),
-                "shutdown-timeout-secs",
-            )?),
-            db_timeout: Duration::from_millis(positive(
-                &or_default("db-timeout-ms"),
-                "db-timeout-ms",
-            )?),
-            join_port: parse_bool(&or_default("join-port"), "join-port")?,
-            max_streams: usize::try_from(positive(&or_default("max-streams"), "max-streams")?)
-                .unwrap_or(usize::MAX),
-            cors: parse_cors(&or_default("cors-origins")),
-            pin_workers: parse_bool(&or_default("pin-workers"), "pin-workers")?,
-            auth_secret: auth_secret(get("auth-secret"), get("auth-secret-file"))?,
-        }))
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gavel";
+
+/// The HS256 secret, inline or in a file; shared by serving and `gavel token`.
+#[derive(Args, Debug, Default)]
+pub struct SecretArgs {
+    /// HS256 secret for the bearer tokens every POST then needs [default: none, the server is open]
+    #[arg(
+        long,
+        env = "GAVEL_AUTH_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<String>,
+    /// File holding the HS256 secret (trailing newline ignored)
+    #[arg(long, env = "GAVEL_AUTH_SECRET_FILE", value_name = "FILE")]
+    pub auth_secret_file: Option<String>,
+}
+
+impl SecretArgs {
+    /// The secret's bytes, read and checked; `None` when neither is given.
+    pub fn load(self) -> Result<Option<Vec<u8>>, String> {
+        auth_secret(self.auth_secret, self.auth_secret_file)
     }
 }
 
-fn parse_flags(args: &[String]) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument {arg:?}; see --help"));
-        };
-        if flag == "help" {
-            out.push(("help".to_owned(), String::new()));
-            continue;
-        }
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_owned(), v.to_owned()),
-            None => {
-                let v = it.next().ok_or_else(|| format!("--{flag} needs a value"))?;
-                (flag.to_owned(), v.clone())
-            }
-        };
-        if !SETTINGS.iter().any(|s| s.flag == name) {
-            return Err(format!("unknown flag --{name}; see --help"));
-        }
-        out.push((name, value));
-    }
-    Ok(out)
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to serve HTTP on
+    #[arg(long, env = "GAVEL_LISTEN", value_name = "ADDR", default_value = "0.0.0.0:3000",
+          value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Address and port for Prometheus metrics at /metrics, or `off` (no listener, no counting)
+    #[arg(long, env = "GAVEL_ADMIN_LISTEN", value_name = "ADDR|off",
+          default_value = DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
+    pub admin_listen: AdminListen,
+    /// PostgreSQL URL; the database is created when missing
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Redis URL for the bid fast path (redis://[user:pass@]host[:port][/db]), or `off`
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis_url: String,
+    /// Worker threads, one per core, each pinned [default: the CPUs this process may run on]
+    #[arg(long, env = "GAVEL_WORKERS", value_name = "N", value_parser = positive)]
+    pub workers: Option<u64>,
+    /// Log level: error, warn, info, debug, trace or off
+    #[arg(long, env = "RUST_LOG", value_name = "LEVEL", default_value = "info",
+          value_parser = parse_level)]
+    pub log_level: LogLevel,
+    /// Close keep-alive connections idle this long, in seconds
+    #[arg(long, env = "GAVEL_IDLE_TIMEOUT_SECS", value_name = "SECS",
+          default_value_t = DEFAULT_IDLE_TIMEOUT_SECS, value_parser = positive)]
+    pub idle_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take, in seconds
+    #[arg(long, env = "GAVEL_SHUTDOWN_TIMEOUT_SECS", value_name = "SECS",
+          default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS, value_parser = positive)]
+    pub shutdown_timeout_secs: u64,
+    /// Longest wait for PostgreSQL before answering 503, in milliseconds
+    #[arg(long, env = "GAVEL_DB_TIMEOUT_MS", value_name = "MS",
+          default_value_t = DEFAULT_DB_TIMEOUT_MILLIS, value_parser = positive)]
+    pub db_timeout_ms: u64,
+    /// Share a port another Gavel already serves (a restart without downtime); else refuse it
+    #[arg(long, env = "GAVEL_JOIN_PORT", value_name = "BOOL", default_value = "false",
+          value_parser = parse_bool, action = ArgAction::Set)]
+    pub join_port: bool,
+    /// Most live-update streams open at once (past it: 503)
+    #[arg(long, env = "GAVEL_MAX_STREAMS", value_name = "N",
+          default_value_t = DEFAULT_MAX_STREAMS as u64, value_parser = positive)]
+    pub max_streams: u64,
+    /// `*` or a comma-separated list of allowed origins
+    #[arg(
+        long,
+        env = "GAVEL_CORS_ORIGINS",
+        value_name = "ORIGINS",
+        default_value = "*"
+    )]
+    pub cors_origins: String,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Pin each worker to its own core (false: let the kernel move them, for hosts whose cores
+    /// other busy processes share)
+    #[arg(long, env = "GAVEL_PIN_WORKERS", value_name = "BOOL", default_value = "true",
+          value_parser = parse_bool, action = ArgAction::Set)]
+    pub pin_workers: bool,
 }
 
-fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+/// Unsets every variable of the command line that is set but empty, so that it counts as unset
+/// (`GAVEL_WORKERS=` in a compose file means "the default", not "an empty number"). Runs before
+/// parsing, while the process is still single-threaded.
+pub fn forget_empty_variables() {
+    let cli = Cli::command();
+    let args = cli
+        .get_arguments()
+        .chain(cli.get_subcommands().flat_map(|sub| sub.get_arguments()));
+    for name in args.filter_map(|arg| arg.get_env()) {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+/// `--admin-listen`: an address, or `None` for `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+/// `--log-level`: a level, or `None` for `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct LogLevel(pub Option<Level>);
+
+impl ServeArgs {
+    /// The settings, once the values clap could not check alone (the secret file) are read.
+    pub fn into_config(self) -> Result<Config, String> {
+        Ok(Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen.0,
+            database_url: self.database_url,
+            redis_url: self.redis_url,
+            workers: self.workers.map_or_else(default_workers, |w| {
+                usize::try_from(w).unwrap_or(usize::MAX)
+            }),
+            log_level: self.log_level.0,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            db_timeout: Duration::from_millis(self.db_timeout_ms),
+            max_streams: usize::try_from(self.max_streams).unwrap_or(usize::MAX),
+            join_port: self.join_port,
+            cors: parse_cors(&self.cors_origins),
+            pin_workers: self.pin_workers,
+            auth_secret: self.secret.load()?,
+        })
+    }
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "must be an address like 0.0.0.0:3000".to_owned())
+}
+
+fn parse_level(text: &str) -> Result<LogLevel, String> {
+    Level::parse(text)
+        .map(LogLevel)
+        .ok_or_else(|| "must be error, warn, info, debug, trace or off".to_owned())
+}
+
+fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
     if text.trim().eq_ignore_ascii_case("off") {
-        return Ok(None);
+        return Ok(AdminListen(None));
     }
     text.trim()
         .parse()
-        .map(Some)
-        .map_err(|_| "--admin-listen must be an address like 127.0.0.1:9464, or off".to_owned())
+        .map(|a| AdminListen(Some(a)))
+        .map_err(|_| "must be an address like 127.0.0.1:9464, or off".to_owned())
 }
 
-fn positive(text: &str, name: &str) -> Result<u64, String> {
+fn positive(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("--{name} must be a whole number above 0")),
+        _ => Err("must be a whole number above 0".to_owned()),
     }
 }
 
@@ -310,11 +293,11 @@ fn auth_secret(inline: Option<String>, file: Option<String>) -> Result<Option<Ve
     Ok(Some(secret))
 }
 
-fn parse_bool(text: &str, name: &str) -> Result<bool, String> {
+fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!("--{name} must be true or false")),
+        _ => Err("must be true or false".to_owned()),
     }
 }
 
@@ -338,103 +321,75 @@ fn parse_cors(text: &str) -> CorsSetting {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
+    /// Parses flags alone: the variables these tests could meet are cleared by
+    /// `without_environment`, so that the machine's own cannot leak in.
+    fn serve(a: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("gavel").chain(a.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        assert!(cli.command.is_none());
+        cli.serve.into_config()
     }
 
-    fn serve(a: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match Config::from_args(&args(a), |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })? {
-            Command::Serve(c) => Ok(c),
-            Command::Help => Err("help".into()),
-        }
+    /// The flags every test passes so that no variable of the machine running them counts.
+    const EXPLICIT: &[&str] = &[
+        "--listen=0.0.0.0:3000",
+        "--database-url=postgres://postgres@127.0.0.1:5432/gavel",
+    ];
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn defaults() {
-        let c = serve(&[], &[]).unwrap();
+        let c = serve(EXPLICIT).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
-        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:5432/gavel");
-        assert_eq!(c.idle_timeout, Duration::from_secs(60));
-        assert_eq!(c.cors, CorsSetting::Any);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        if std::env::var_os("GAVEL_IDLE_TIMEOUT_SECS").is_none() {
+            assert_eq!(
+                c.idle_timeout,
+                Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS)
+            );
+        }
         assert!(c.workers >= 1);
-        assert!(c.pin_workers);
-        assert_eq!(
-            c.admin_listen.map(|a| a.to_string()).as_deref(),
-            Some(DEFAULT_ADMIN_LISTEN)
-        );
     }
 
     #[test]
     fn admin_listen_off_or_an_address() {
-        let c = serve(&[], &[("GAVEL_ADMIN_LISTEN", "off")]).unwrap();
+        let c = serve(&["--admin-listen", "OFF"]).unwrap();
         assert_eq!(c.admin_listen, None);
-        let c = serve(&["--admin-listen", "OFF"], &[]).unwrap();
-        assert_eq!(c.admin_listen, None);
-        let c = serve(&[], &[("GAVEL_ADMIN_LISTEN", "0.0.0.0:9100")]).unwrap();
+        let c = serve(&["--admin-listen=0.0.0.0:9100"]).unwrap();
         assert_eq!(c.admin_listen.map(|a| a.port()), Some(9100));
-        assert!(serve(&["--admin-listen", "localhost"], &[]).is_err());
-    }
-
-    #[test]
-    fn help_defaults_match_the_constants() {
-        let default = |flag: &str| SETTINGS.iter().find(|s| s.flag == flag).unwrap().default;
-        assert_eq!(
-            default("idle-timeout-secs"),
-            DEFAULT_IDLE_TIMEOUT_SECS.to_string()
-        );
-        assert_eq!(
-            default("shutdown-timeout-secs"),
-            DEFAULT_SHUTDOWN_TIMEOUT_SECS.to_string()
-        );
-        assert_eq!(
-            default("db-timeout-ms"),
-            DEFAULT_DB_TIMEOUT_MILLIS.to_string()
-        );
-        let c = serve(&[], &[]).unwrap();
-        assert_eq!(
-            c.db_timeout,
-            Duration::from_millis(DEFAULT_DB_TIMEOUT_MILLIS)
-        );
-        assert_eq!(
-            c.shutdown_timeout,
-            Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_SECS)
-        );
+        assert!(serve(&["--admin-listen", "localhost"]).is_err());
     }
 
     #[test]
     fn auth_secret_sources() {
         let long = "k".repeat(MIN_AUTH_SECRET_BYTES);
-        let c = serve(&[], &[("GAVEL_AUTH_SECRET", long.as_str())]).unwrap();
+        let c = serve(&["--auth-secret", &long]).unwrap();
         assert_eq!(c.auth_secret.as_deref(), Some(long.as_bytes()));
-        assert!(serve(&[], &[]).unwrap().auth_secret.is_none());
         let short = "k".repeat(MIN_AUTH_SECRET_BYTES - 1);
-        assert!(serve(&["--auth-secret", &short], &[]).is_err());
+        assert!(serve(&["--auth-secret", &short]).is_err());
         let path = std::env::temp_dir().join(format!("gavel-secret-{}", std::process::id()));
         std::fs::write(&path, format!("{long}\n")).unwrap();
         let file = path.to_string_lossy().into_owned();
-        let c = serve(&["--auth-secret-file", &file], &[]).unwrap();
+        let c = serve(&["--auth-secret-file", &file]).unwrap();
         assert_eq!(c.auth_secret.as_deref(), Some(long.as_bytes()));
-        assert!(serve(&["--auth-secret-file", &file, "--auth-secret", &long], &[]).is_err());
+        assert!(serve(&["--auth-secret-file", &file, "--auth-secret", &long]).is_err());
         std::fs::remove_file(path).unwrap();
-        assert!(serve(&["--auth-secret-file", "/nonexistent/secret"], &[]).is_err());
+        assert!(serve(&["--auth-secret-file", "/nonexistent/secret"]).is_err());
     }
 
     #[test]
-    fn flag_beats_env() {
-        let c = serve(
-            &["--listen", "127.0.0.1:1", "--workers=3"],
-            &[
-                ("GAVEL_LISTEN", "127.0.0.1:2"),
-                ("GAVEL_WORKERS", "5"),
-                ("GAVEL_CORS_ORIGINS", "https://a, https://b"),
-            ],
-        )
+    fn flags_take_both_forms() {
+        let c = serve(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--workers=3",
+            "--cors-origins",
+            "https://a, https://b",
+        ])
         .unwrap();
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.workers, 3);
@@ -442,22 +397,48 @@ mod tests {
             c.cors,
             CorsSetting::Origins(vec!["https://a".into(), "https://b".into()])
         );
+        assert!(!serve(&["--pin-workers", "false"]).unwrap().pin_workers);
+        assert!(serve(&["--join-port=yes"]).unwrap().join_port);
     }
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(serve(&["--workers", "0"], &[]).is_err());
-        assert!(serve(&["--listen", "nowhere"], &[]).is_err());
-        assert!(serve(&["--nope", "1"], &[]).is_err());
-        assert!(serve(&["--listen"], &[]).is_err());
-        assert!(serve(&["--log-level", "loud"], &[]).is_err());
-        assert!(serve(&["--pin-workers", "maybe"], &[]).is_err());
-        assert!(
-            !serve(&[], &[("GAVEL_PIN_WORKERS", "false")])
-                .unwrap()
-                .pin_workers
-        );
-        assert!(serve(&["--help"], &[]).is_err());
-        assert!(help().contains("DATABASE_URL"));
+        for bad in [
+            &["--workers", "0"][..],
+            &["--listen", "nowhere"],
+            &["--nope", "1"],
+            &["--listen"],
+            &["--log-level", "loud"],
+            &["--pin-workers", "maybe"],
+            &["--db-timeout-ms", "-5"],
+            &["stray"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_answers_not_errors() {
+        for (flag, kind) in [
+            ("--help", clap::error::ErrorKind::DisplayHelp),
+            ("-h", clap::error::ErrorKind::DisplayHelp),
+            ("--version", clap::error::ErrorKind::DisplayVersion),
+            ("-V", clap::error::ErrorKind::DisplayVersion),
+        ] {
+            let e = Cli::try_parse_from(["gavel", flag]).unwrap_err();
+            assert_eq!(e.kind(), kind, "{flag}");
+            assert_eq!(e.exit_code(), 0, "{flag}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for needle in [
+            "DATABASE_URL",
+            "GAVEL_WORKERS",
+            "token",
+            "migrate",
+            "RUST_LOG",
+        ] {
+            assert!(help.contains(needle), "{needle}");
+        }
+        assert!(VERSION.contains("commit "), "{VERSION}");
     }
 }

@@ -1,4 +1,5 @@
-use gavel::config::{help, Command, Config};
+use clap::Parser;
+use gavel::config::{Cli, Sub};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -20,23 +21,24 @@ extern "C" fn lazy_arena_commit() {
 static LAZY_ARENA_COMMIT: extern "C" fn() = lazy_arena_commit;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("token") {
-        match gavel::token::run(&args[1..], |name| std::env::var(name).ok()) {
+    // clap answers --help and --version itself (exit 0) and refuses what it cannot parse (exit 2).
+    gavel::config::forget_empty_variables();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Sub::Token(args)) => match gavel::token::run(args) {
             Ok(token) => println!("{token}"),
             Err(e) => {
                 eprintln!("gavel token: {e}");
                 std::process::exit(2);
             }
-        }
-        return;
-    }
-    match Config::from_args(&args, |name| std::env::var(name).ok()) {
-        Ok(Command::Help) => print!("{}", help()),
-        Ok(Command::Serve(cfg)) => std::process::exit(gavel::server::run(cfg)),
-        Err(e) => {
-            eprintln!("gavel: {e}");
-            std::process::exit(2);
-        }
+        },
+        Some(Sub::Migrate(args)) => std::process::exit(gavel::server::migrate(&args.database_url)),
+        None => match cli.serve.into_config() {
+            Ok(cfg) => std::process::exit(gavel::server::run(cfg)),
+            Err(e) => {
+                eprintln!("gavel: {e}");
+                std::process::exit(2);
+            }
+        },
     }
 }

@@ -20,8 +20,10 @@ use signal_hook::iterator::Signals;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Exit status when start-up fails (bad settings are 2, from `main`).
+/// Exit status when start-up fails.
 pub const EXIT_STARTUP_FAILED: i32 = 1;
+/// Exit status for settings that cannot be used (what clap answers for a bad flag, too).
+pub const EXIT_BAD_SETTINGS: i32 = 2;
 
 /// Coroutines of may's default stack size kept for reuse. may's default keeps 1 000, each with
 /// its stack pages touched (8 KiB resident apiece, two thirds of an idle server's RSS), for
@@ -31,7 +33,6 @@ const COROUTINE_POOL_CAPACITY: usize = 16;
 
 /// Runs the server until a signal asks it to stop; returns the process exit status.
 pub fn run(cfg: Config) -> i32 {
-    eprintln!("T main {:?}", std::time::SystemTime::now());
     logging::set_level(cfg.log_level);
     // Installed first: a signal that arrives while starting must still mean a clean stop.
     let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
@@ -92,7 +93,6 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
-    eprintln!("T listening {:?}", std::time::SystemTime::now());
     // Off the start-up path: the sweeper's connection is not needed to serve.
     if let Err(e) = pg_config(&cfg).and_then(|pg| {
         storage::sweep::start(&pg, WorkerId::new(0))
@@ -146,6 +146,29 @@ pub fn run(cfg: Config) -> i32 {
     let drained = server.shutdown(cfg.shutdown_timeout);
     logging::info("stopped", &[("drained", &drained)]);
     0
+}
+
+/// `gavel migrate`: creates the database when missing and applies the migrations, then exits;
+/// for deployments that migrate before they start servers. Returns the exit status.
+pub fn migrate(database_url: &str) -> i32 {
+    let pg = match pg::Config::from_url(database_url) {
+        Ok(pg) => pg,
+        Err(e) => {
+            eprintln!("gavel migrate: DATABASE_URL is not usable: {e}");
+            return EXIT_BAD_SETTINGS;
+        }
+    };
+    may::config().set_workers(1);
+    match prepare_schema(&pg) {
+        Ok(instance) => {
+            logging::info("schema up to date", &[("instance", &instance)]);
+            0
+        }
+        Err(e) => {
+            logging::error("migration failed", &[("error", &e)]);
+            EXIT_STARTUP_FAILED
+        }
+    }
 }
 
 /// How long after start-up Redis may take to connect before the log says it is unreachable:

@@ -4,57 +4,44 @@
 //! (`--auth-secret`/`--auth-secret-file` or `GAVEL_AUTH_SECRET`/`GAVEL_AUTH_SECRET_FILE`).
 
 use crate::api::auth::{issue, Role};
-use crate::config::{Command, Config};
+use crate::config::SecretArgs;
 use crate::domain::parse_id;
+use clap::Args;
 
 /// Longest lifetime a token may be given: a day keeps a leaked load-test token short-lived.
 pub const MAX_TOKEN_TTL_SECS: u64 = 86_400;
 
-pub const USAGE: &str = "usage: gavel token --sub ID --role bidder|seller|admin --ttl 1h \
-[--auth-secret S | --auth-secret-file F]";
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// The caller's id, the token's subject
+    #[arg(long, value_name = "ID", value_parser = parse_sub)]
+    pub sub: i64,
+    /// What the caller may do
+    #[arg(long, value_parser = ["bidder", "seller", "admin"])]
+    pub role: String,
+    /// How long the token lasts: 90s, 15m, 1h or 1d, at most a day
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: u64,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+fn parse_sub(text: &str) -> Result<i64, String> {
+    parse_id(text).ok_or_else(|| "must be an id (a whole number above 0)".to_owned())
+}
 
 /// Runs the subcommand: the token on success, a message for standard error otherwise.
-pub fn run(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let (mut sub, mut role, mut ttl) = (None, None, None);
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or(USAGE);
-        match name {
-            "--sub" => sub = Some(value()?),
-            "--role" => role = Some(value()?),
-            "--ttl" => ttl = Some(value()?),
-            "--auth-secret" | "--auth-secret-file" => {
-                let v = value()?;
-                rest.push(name.to_owned());
-                rest.push(v);
-            }
-            _ => return Err(USAGE.to_owned()),
-        }
-    }
-    let sub = sub
-        .as_deref()
-        .and_then(parse_id)
-        .ok_or("--sub must be an id")?;
-    let role = role
-        .as_deref()
-        .and_then(Role::parse)
-        .ok_or("--role must be bidder, seller or admin")?;
-    let ttl = parse_ttl(ttl.as_deref().unwrap_or("1h"))?;
-    let secret = match Config::from_args(&rest, env)? {
-        Command::Serve(cfg) => cfg.auth_secret,
-        Command::Help => None,
-    }
-    .ok_or("no secret: give --auth-secret, --auth-secret-file or GAVEL_AUTH_SECRET")?;
+pub fn run(args: TokenArgs) -> Result<String, String> {
+    let role = Role::parse(&args.role).ok_or("--role must be bidder, seller or admin")?;
+    let secret = args
+        .secret
+        .load()?
+        .ok_or("no secret: give --auth-secret, --auth-secret-file or GAVEL_AUTH_SECRET")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| "the clock is before 1970")?
         .as_secs();
-    Ok(issue(&secret, sub, role, now + ttl))
+    Ok(issue(&secret, args.sub, role, now + args.ttl))
 }
 
 /// `90`, `90s`, `15m`, `1h`, `1d`: seconds, 1 up to `MAX_TOKEN_TTL_SECS`.
@@ -98,21 +85,23 @@ mod tests {
     #[test]
     fn makes_a_token_the_server_accepts() {
         let secret = "s".repeat(32);
-        let env = |k: &str| (k == "GAVEL_AUTH_SECRET").then(|| secret.clone());
-        let args: Vec<String> = ["--sub", "42", "--role", "bidder", "--ttl", "1h"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let token = run(&args, env).unwrap();
+        let args = |sub: i64| TokenArgs {
+            sub,
+            role: "bidder".into(),
+            ttl: 3_600,
+            secret: SecretArgs {
+                auth_secret: Some(secret.clone()),
+                auth_secret_file: None,
+            },
+        };
+        let token = run(args(42)).unwrap();
         let auth = crate::api::auth::Auth::new(secret.as_bytes());
         let header = format!("Bearer {token}");
         let caller = auth.verify(Some(header.as_bytes())).unwrap();
         assert_eq!((caller.id, caller.role), (42, Role::Bidder));
-        assert!(run(&args, |_| None).is_err(), "no secret");
-        let bad: Vec<String> = ["--sub", "0", "--role", "bidder"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(run(&bad, env).is_err());
+        let mut none = args(42);
+        none.secret = SecretArgs::default();
+        assert!(run(none).is_err(), "no secret");
+        assert!(parse_sub("0").is_err());
     }
 }

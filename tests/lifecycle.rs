@@ -123,26 +123,156 @@ fn unreachable_database_fails_the_start_fast() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+fn gavel(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
+    cmd.args(args)
+        .env_remove("GAVEL_WORKERS")
+        .env_remove("GAVEL_AUTH_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn bad_settings_exit_2_and_help_lists_every_setting() {
-    let bin = env!("CARGO_BIN_EXE_gavel");
-    let out = Command::new(bin)
-        .args(["--workers", "zero"])
-        .output()
-        .unwrap();
+    let out = gavel(&["--workers", "zero"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    let help = Command::new(bin).arg("--help").output().unwrap();
-    assert!(help.status.success());
-    let text = String::from_utf8_lossy(&help.stdout);
-    for var in [
-        "GAVEL_LISTEN",
-        "DATABASE_URL",
-        "REDIS_URL",
-        "GAVEL_WORKERS",
-        "RUST_LOG",
-    ] {
-        assert!(text.contains(var), "{var}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--workers"), "{err}");
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let help = gavel(args, &[]);
+        assert!(help.status.success(), "{args:?}");
+        let text = stdout(&help);
+        for needle in [
+            "GAVEL_LISTEN",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "GAVEL_WORKERS",
+            "RUST_LOG",
+            "token",
+            "migrate",
+        ] {
+            assert!(text.contains(needle), "{args:?} lacks {needle}");
+        }
     }
+    // The help never shows a secret or a URL's password taken from the environment.
+    let help = gavel(
+        &["--help"],
+        &[
+            ("DATABASE_URL", "postgres://u:hunter2@db/gavel"),
+            ("GAVEL_AUTH_SECRET", "hunter2hunter2hunter2hunter2hunter2"),
+        ],
+    );
+    assert!(!stdout(&help).contains("hunter2"));
+}
+
+#[test]
+fn version_names_the_commit_and_the_profile() {
+    for flag in ["--version", "-V"] {
+        let out = gavel(&[flag], &[]);
+        assert!(out.status.success(), "{flag}");
+        let text = stdout(&out);
+        assert!(text.starts_with("gavel "), "{text}");
+        assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+        assert!(text.contains("commit "), "{text}");
+        assert!(
+            text.contains("debug build") || text.contains("release build"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_named_and_subcommands_answer_help() {
+    let out = gavel(&["--nope"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--nope") && !err.contains("needs a value"),
+        "{err}"
+    );
+    for sub in ["token", "migrate"] {
+        let out = gavel(&[sub, "--help"], &[]);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(
+            stdout(&out).contains(&format!("Usage: gavel {sub}")),
+            "{sub}"
+        );
+    }
+}
+
+/// A flag wins over its variable, and an empty variable counts as unset: the "listening" line
+/// says how many workers were started.
+#[test]
+fn a_flag_beats_its_variable_and_an_empty_variable_is_unset() {
+    let db = test_db_name("flags");
+    let workers = |args: &[&str], env: &[(&str, &str)]| -> u64 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
+        cmd.args(args)
+            .env("GAVEL_LISTEN", "127.0.0.1:0")
+            .env("GAVEL_ADMIN_LISTEN", "off")
+            .env("DATABASE_URL", format!("{}/{db}", pg_base_url()))
+            .env("REDIS_URL", "off")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let mut found = None;
+        for line in lines.map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["msg"] == "listening" {
+                found = v["workers"].as_str().and_then(|w| w.parse().ok());
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        found.expect("a listening line")
+    };
+    assert_eq!(workers(&["--workers", "1"], &[("GAVEL_WORKERS", "3")]), 1);
+    assert_eq!(workers(&[], &[("GAVEL_WORKERS", "3")]), 3);
+    let cpus = workers(&[], &[]);
+    assert_eq!(workers(&[], &[("GAVEL_WORKERS", "")]), cpus);
+}
+
+/// `gavel migrate` makes and migrates a database, says so, and exits; a second run changes nothing.
+#[test]
+fn migrate_prepares_the_database_and_exits() {
+    let db = test_db_name("migrate");
+    let url = format!("{}/{db}", pg_base_url());
+    for _ in 0..2 {
+        let out = gavel(&["migrate", "--database-url", &url], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("schema up to date"));
+        assert_eq!(
+            psql(&db, "SELECT count(*) FROM gavel_migrations"),
+            gavel::storage::migrate::MIGRATIONS.len().to_string()
+        );
+    }
+    let out = gavel(&["migrate", "--database-url", "mysql://nope"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = gavel(
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/x",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
