@@ -43,6 +43,8 @@ pub struct Config {
     pub log_level: Option<Level>,
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// How long `/ready` answers 503 after a stop signal before the listener closes.
+    pub drain_notice: Duration,
     pub db_timeout: Duration,
     /// Most live-update streams open at once; past it a new one gets 503.
     pub max_streams: usize,
@@ -134,7 +136,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GAVEL_ADMIN_LISTEN", value_name = "ADDR|off",
           default_value = DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
     pub admin_listen: AdminListen,
-    /// PostgreSQL URL; the database is created when missing
+    /// PostgreSQL URL; the database is created when missing. Several hosts, tried in order at
+    /// every (re)connection: postgres://user@h1:5432,h2:5432/gavel?target_session_attrs=read-write
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Redis URL for the bid fast path (redis://[user:pass@]host[:port][/db]), or `off`
@@ -169,6 +172,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GAVEL_JOIN_PORT", value_name = "BOOL", default_value = "false",
           value_parser = parse_bool, action = ArgAction::Set)]
     pub join_port: bool,
+    /// On SIGTERM/SIGINT, how long /ready answers 503 while requests are still served, before the
+    /// listener closes: a load balancer's checks take the server out of rotation first (0: none)
+    #[arg(long, env = "GAVEL_DRAIN_NOTICE_MS", value_name = "MS",
+          default_value_t = 0, value_parser = drain_notice_millis)]
+    pub drain_notice_ms: u64,
     /// Most live-update streams open at once (past it: 503)
     #[arg(long, env = "GAVEL_MAX_STREAMS", value_name = "N",
           default_value_t = DEFAULT_MAX_STREAMS as u64, value_parser = positive)]
@@ -227,6 +235,7 @@ impl ServeArgs {
             log_level: self.log_level.0,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            drain_notice: Duration::from_millis(self.drain_notice_ms),
             db_timeout: Duration::from_millis(self.db_timeout_ms),
             max_streams: usize::try_from(self.max_streams).unwrap_or(usize::MAX),
             join_port: self.join_port,
@@ -257,6 +266,18 @@ fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
         .parse()
         .map(|a| AdminListen(Some(a)))
         .map_err(|_| "must be an address like 127.0.0.1:9464, or off".to_owned())
+}
+
+/// Longest drain notice: past a minute a stop would outlast any service manager's patience.
+pub const MAX_DRAIN_NOTICE_MILLIS: u64 = 60_000;
+
+fn drain_notice_millis(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= MAX_DRAIN_NOTICE_MILLIS => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 0 to {MAX_DRAIN_NOTICE_MILLIS}"
+        )),
+    }
 }
 
 fn positive(text: &str) -> Result<u64, String> {
@@ -399,6 +420,11 @@ mod tests {
         );
         assert!(!serve(&["--pin-workers", "false"]).unwrap().pin_workers);
         assert!(serve(&["--join-port=yes"]).unwrap().join_port);
+        let c = serve(&["--drain-notice-ms", "60000"]).unwrap();
+        assert_eq!(
+            c.drain_notice,
+            Duration::from_millis(MAX_DRAIN_NOTICE_MILLIS)
+        );
     }
 
     #[test]
@@ -412,6 +438,7 @@ mod tests {
             &["--pin-workers", "maybe"],
             &["--db-timeout-ms", "-5"],
             &["stray"],
+            &["--drain-notice-ms", "60001"],
         ] {
             assert!(serve(bad).is_err(), "{bad:?}");
         }

@@ -17,6 +17,7 @@ use crate::storage::{self, pg, Store};
 use may::coroutine::JoinHandle;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,15 @@ pub fn run(cfg: Config) -> i32 {
             return EXIT_STARTUP_FAILED;
         }
     };
+    // A URL that cannot be used is a setting to fix, like a bad flag: exit 2, not a failed start.
+    if let Err(e) = pg_config(&cfg).and_then(|_| {
+        RedisConfig::from_url(&cfg.redis_url)
+            .map(drop)
+            .map_err(|e| format!("REDIS_URL is not usable: {e}"))
+    }) {
+        logging::error("bad settings", &[("error", &e)]);
+        return EXIT_BAD_SETTINGS;
+    }
     raise_nofile_limit();
     // Connection coroutines pick their own stack size; may's default stays small for its helpers.
     may::config()
@@ -81,6 +91,7 @@ pub fn run(cfg: Config) -> i32 {
     };
     let redis_on = contexts.iter().any(|c| c.cache.is_some());
     let streams = contexts[0].live.clone();
+    let contexts_draining = contexts[0].draining.clone();
     let watched = contexts.clone();
     let mut server_cfg = server_config(&cfg);
     server_cfg.observers = registry.map(metrics::http_observers).unwrap_or_default();
@@ -138,7 +149,9 @@ pub fn run(cfg: Config) -> i32 {
             )],
         );
     }
-    wait_for_signal(signals);
+    let mut signals = signals;
+    signals.forever().next();
+    give_notice(&contexts_draining, cfg.drain_notice, &mut signals);
     logging::info(
         "shutting down",
         &[("drain_secs", &cfg.shutdown_timeout.as_secs())],
@@ -242,6 +255,7 @@ fn start_storage(cfg: &Config) -> Result<(Vec<Arc<WorkerContext>>, &'static str)
     let redis = RedisConfig::from_url(&cfg.redis_url)
         .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
     let auth = cfg.auth_secret.as_deref().map(|s| Arc::new(Auth::new(s)));
+    let draining = Arc::new(AtomicBool::new(false));
     let early: Vec<Option<Store>> = connect_stores(&pg, (0..cfg.workers).collect())?
         .into_iter()
         .map(|h| h.join().ok().and_then(Result::ok))
@@ -272,6 +286,7 @@ fn start_storage(cfg: &Config) -> Result<(Vec<Arc<WorkerContext>>, &'static str)
                 auth: auth.clone(),
                 metrics: worker.metrics(),
                 live: Arc::new(live),
+                draining: draining.clone(),
             }))
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -351,8 +366,28 @@ fn start_live(
     Ok(contexts)
 }
 
-fn wait_for_signal(mut signals: Signals) {
-    signals.forever().next();
+/// How often the notice period looks for a second signal, which cuts it short.
+const NOTICE_POLL_MILLIS: u64 = 50;
+
+/// Before the listener closes: `/ready` answers 503 for `notice` while every other request is
+/// served as before, so a load balancer checking `/ready` takes this server out of rotation
+/// first. A second SIGTERM or SIGINT ends the notice at once.
+fn give_notice(draining: &AtomicBool, notice: Duration, signals: &mut Signals) {
+    draining.store(true, Ordering::Relaxed);
+    if notice.is_zero() {
+        return;
+    }
+    logging::info(
+        "draining: /ready answers 503",
+        &[("notice_ms", &notice.as_millis())],
+    );
+    let until = std::time::Instant::now() + notice;
+    while std::time::Instant::now() < until {
+        if signals.pending().next().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(NOTICE_POLL_MILLIS));
+    }
 }
 
 /// Each connection is a file descriptor: lift the soft limit to the hard one so 100K connections fit.

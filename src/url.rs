@@ -8,8 +8,11 @@ pub struct Parts<'a> {
     pub user: Option<String>,
     /// `None` also for an empty password (`user:@host`), which no server accepts as a password.
     pub password: Option<String>,
+    /// The first host of the list, and its port.
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// Every `host[:port]` of a comma-separated list (libpq's form), the first one included.
+    pub hosts: Vec<(Option<String>, Option<u16>)>,
     pub path: &'a str,
     pub query: &'a str,
 }
@@ -55,6 +58,21 @@ fn userinfo_into(userinfo: &str, parts: &mut Parts<'_>) -> Result<(), String> {
 }
 
 fn hostport_into(hostport: &str, parts: &mut Parts<'_>) -> Result<(), String> {
+    let list: Vec<&str> = hostport.split(',').collect();
+    for one in &list {
+        if one.is_empty() && list.len() > 1 {
+            return Err("an empty host in the host list".to_owned());
+        }
+        parts.hosts.push(one_hostport(one)?);
+    }
+    if let Some((host, port)) = parts.hosts.first() {
+        parts.host = host.clone();
+        parts.port = *port;
+    }
+    Ok(())
+}
+
+fn one_hostport(hostport: &str) -> Result<(Option<String>, Option<u16>), String> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or("unclosed '[' in host")?;
         match after {
@@ -70,16 +88,19 @@ fn hostport_into(hostport: &str, parts: &mut Parts<'_>) -> Result<(), String> {
             None => (hostport, None),
         }
     };
-    if !host.is_empty() {
-        parts.host = Some(percent_decode(host)?);
-    }
-    if let Some(port) = port {
-        parts.port = match port.parse::<u16>() {
-            Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => Some(p),
-            _ => return Err(format!("bad port {port:?}")),
-        };
-    }
-    Ok(())
+    let host = if host.is_empty() {
+        None
+    } else {
+        Some(percent_decode(host)?)
+    };
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => return Err(format!("bad port {p:?}")),
+        },
+    };
+    Ok((host, port))
 }
 
 /// Decodes %XX escapes; '+' stays '+' (these are not form-encoded).
@@ -121,6 +142,24 @@ mod tests {
         assert_eq!(bare.host.as_deref(), Some("host"));
         assert_eq!((bare.user, bare.port, bare.path), (None, None, ""));
         assert_eq!(split("u:@h").unwrap().password, None);
+    }
+
+    #[test]
+    fn takes_host_lists_apart() {
+        let p = split("u@h1:5433,[::1],h3:6000/db").unwrap();
+        assert_eq!(
+            p.hosts,
+            vec![
+                (Some("h1".into()), Some(5433)),
+                (Some("::1".into()), None),
+                (Some("h3".into()), Some(6000)),
+            ]
+        );
+        assert_eq!((p.host.as_deref(), p.port), (Some("h1"), Some(5433)));
+        assert_eq!(split("h").unwrap().hosts.len(), 1);
+        for bad in ["h1,,h2", "h1,", ",h2", "h1:5432,h2:0", "h1,[::1"] {
+            assert!(split(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,44 @@ fn unreachable_database_fails_the_start_fast() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("start-up failed"));
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A database or Redis URL that cannot be used is a bad setting (exit 2) with the reason; a
+/// host list in libpq's form is a good one.
+#[test]
+fn unusable_urls_are_bad_settings_and_a_host_list_is_good() {
+    for (var, url) in [
+        ("DATABASE_URL", "mysql://h/db"),
+        ("DATABASE_URL", "postgres://h1,,h2/db"),
+        ("DATABASE_URL", "postgres://h1:5432,h2:x/db"),
+        (
+            "DATABASE_URL",
+            "postgres://h/db?target_session_attrs=standby",
+        ),
+        ("REDIS_URL", "redis://h1,h2"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gavel"))
+            .env("GAVEL_LISTEN", "127.0.0.1:0")
+            .env("GAVEL_ADMIN_LISTEN", "off")
+            .env(var, url)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{var} is not usable")), "{err}");
+    }
+    let db = test_db_name("hostlist");
+    let base = pg_base_url();
+    let rest = base.split_once("://").unwrap().1;
+    let (userinfo, server) = match rest.rsplit_once('@') {
+        Some((user, server)) => (format!("{user}@"), server),
+        None => (String::new(), rest),
+    };
+    // A refused host first: the server settles on the second, which takes writes.
+    let url =
+        format!("postgres://{userinfo}127.0.0.1:1,{server}/{db}?target_session_attrs=read-write");
+    let server = spawn_server(&db, &[("DATABASE_URL", &url)]);
+    assert_healthy(server.addr);
 }
 
 fn gavel(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -289,6 +328,65 @@ fn sigterm_drains_and_exits_zero() {
         "an idle connection does not hold shutdown"
     );
     drop(idle);
+}
+
+/// With a drain notice, SIGTERM first turns `/ready` to 503 while every other request, on a
+/// kept-alive connection and on new ones, is still served; then the server stops as before.
+#[test]
+fn sigterm_with_a_notice_answers_ready_503_while_still_serving() {
+    let db = test_db_name("notice");
+    let mut server = spawn_server(&db, &[("GAVEL_DRAIN_NOTICE_MS", "1500")]);
+    let id = started_auction(server.addr, "10.00", "1.00");
+    assert_eq!(get(server.addr, "/ready").status, 200);
+    let mut kept = connect(server.addr);
+    let started = Instant::now();
+    // SAFETY: kill only sends a signal to the child we started.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let ready = get(server.addr, "/ready");
+        if ready.status == 503 {
+            assert_eq!(ready.json()["status"], "unavailable");
+            assert_eq!(ready.json()["postgres"], "up");
+            assert!(ready.header("retry-after").is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "/ready turned 503 at once");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let bid = post(
+        server.addr,
+        "/api/bids",
+        &format!(r#"{{"auction_id":{id},"bidder_id":7,"amount":"10.00"}}"#),
+    );
+    assert_eq!(bid.status, 201, "a new connection is still served");
+    kept.write_all(format!("GET /api/auctions/{id} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_reply(&mut kept).unwrap().status,
+        200,
+        "a kept-alive one too"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "still within the notice"
+    );
+    drop(kept);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server stopped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the notice was given in full"
+    );
 }
 
 #[test]

@@ -464,8 +464,7 @@ fn dropping_a_connection_ends_its_session() {
 fn unreachable_server_is_unavailable_within_the_connect_timeout() {
     common::coroutine(|| {
         let mut cfg = cfg();
-        cfg.host = "127.0.0.1".into();
-        cfg.port = 1;
+        cfg.hosts = vec![("127.0.0.1".into(), 1)];
         cfg.connect_timeout = Duration::from_secs(1);
         let t = Instant::now();
         let e = Connection::connect(&cfg, STATEMENTS, 0).err().unwrap();
@@ -528,7 +527,7 @@ fn bad_statement_fails_the_connect_with_its_name() {
     });
 }
 
-/// A private cluster for the authentication test, stopped and removed on drop.
+/// A private cluster (for the authentication and host-list tests), stopped and removed on drop.
 struct Cluster {
     dir: PathBuf,
     bin: PathBuf,
@@ -536,12 +535,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(tag: &str) -> Cluster {
         let bin = PathBuf::from(
             std::env::var("GAVEL_TEST_PG_BIN")
                 .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
         );
-        let dir = std::env::temp_dir().join(format!("gavel-pg-auth-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("gavel-pg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("sock")).unwrap();
         sh(Command::new("chown").args(["-R", "postgres:"]).arg(&dir));
@@ -595,6 +594,18 @@ impl Cluster {
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join(program))
             .args(args));
+    }
+
+    /// Makes the server read-only by default, as a standby is, or writable again.
+    fn set_read_only(&self, read_only: bool) {
+        let admin = Connection::connect(&self.url("postgres", None), &[], 0).unwrap();
+        let sql = if read_only {
+            "ALTER SYSTEM SET default_transaction_read_only = on"
+        } else {
+            "ALTER SYSTEM RESET default_transaction_read_only"
+        };
+        admin.simple_query(sql).unwrap();
+        admin.simple_query("SELECT pg_reload_conf()").unwrap();
     }
 
     fn url(&self, user: &str, password: Option<&str>) -> Config {
@@ -687,7 +698,7 @@ fn wait_until(what: &str, ok: impl Fn() -> bool) {
 /// a client rides out by reconnecting on its own.
 #[test]
 fn authentication_methods_and_server_restart() {
-    let cluster = Arc::new(Cluster::start());
+    let cluster = Arc::new(Cluster::start("auth"));
     let c = cluster.clone();
     common::coroutine(move || check_logins(c));
 
@@ -762,5 +773,89 @@ fn a_listening_client_receives_notifications_in_commit_order_and_listens_again_a
         }
         assert!(!notes.take_overflow());
         assert_eq!(notes.pending(), 0);
+    });
+}
+
+/// The server a connection landed on, by its port.
+fn port_of(conn: &Connection) -> String {
+    conn.simple_query("SELECT current_setting('port')").unwrap()[0][0]
+        .clone()
+        .unwrap()
+}
+
+/// libpq's host lists: hosts are tried in order, a refused one and (with `read-write`) a
+/// read-only one are passed over, and a reconnection goes through the list again, so a client
+/// whose writable server dies settles on the one made writable next, with fast 503s meanwhile.
+#[test]
+fn a_host_list_settles_on_the_first_server_that_takes_writes() {
+    let (a, b) = (Cluster::start("hosts-a"), Cluster::start("hosts-b"));
+    common::coroutine(move || {
+        b.set_read_only(true);
+        let list = |attrs: &str| {
+            Config::from_url(&format!(
+                "postgres://postgres@127.0.0.1:1,127.0.0.1:{},127.0.0.1:{}/postgres\
+                 ?connect_timeout=3&target_session_attrs={attrs}",
+                b.port, a.port
+            ))
+            .unwrap()
+        };
+        let any = Connection::connect(&list("any"), &[], 0).unwrap();
+        assert_eq!(
+            port_of(&any),
+            b.port.to_string(),
+            "any: the first that answers"
+        );
+        let rw = Connection::connect(&list("read-write"), &[], 0).unwrap();
+        assert_eq!(
+            port_of(&rw),
+            a.port.to_string(),
+            "read-write passes the read-only one"
+        );
+        drop((any, rw));
+
+        // Every server read-only: the error names each host's reason.
+        a.set_read_only(true);
+        let e = Connection::connect(&list("read-write"), &[], 0)
+            .err()
+            .unwrap();
+        let text = e.to_string();
+        assert!(
+            text.contains("127.0.0.1:1:") && text.contains("accepts no writes"),
+            "{text}"
+        );
+        a.set_read_only(false);
+
+        // A failover: the writable server goes away, the other is made writable.
+        let client = Client::connect_now(list("read-write"), STATEMENTS, 0).unwrap();
+        let port = || {
+            client
+                .simple_query("SELECT current_setting('port')")
+                .map(|r| r[0][0].clone())
+        };
+        assert_eq!(port().unwrap().unwrap(), a.port.to_string());
+        a.pg(
+            "pg_ctl",
+            &["-w", "-m", "immediate", "-D", &a.path("data"), "stop"],
+        );
+        let t = Instant::now();
+        assert!(matches!(port(), Err(PgError::Unavailable(_))));
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        b.set_read_only(false);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(p)) = port() {
+                assert_eq!(p, b.port.to_string());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the client found the new writable server"
+            );
+            may::coroutine::sleep(Duration::from_millis(50));
+        }
     });
 }

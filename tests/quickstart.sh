@@ -75,6 +75,17 @@ trap restore EXIT
 clusters_before=$(clusters)
 sums_before=$(conf_sums "$VER" "$NAME")
 
+# Runs ./quickstart setup, shows its lines, checks its exit status; leaves its output in $out.
+run_setup() {
+  local rc
+  set +e
+  out=$(./quickstart setup 2>&1)
+  rc=$?
+  set -e
+  printf '%s\n' "$out" | sed 's/^/      > /'
+  if [ "$rc" = 0 ]; then pass "setup exits 0"; else fail "setup exits 0 (it exited $rc)"; fi
+}
+
 echo "== (a) PostgreSQL $VER/$NAME and Redis stopped, then ./quickstart setup"
 if [ -d /run/systemd/system ] && systemctl is-active -q redis-server 2>/dev/null; then
   priv systemctl stop redis-server
@@ -85,12 +96,7 @@ priv pg_ctlcluster --skip-systemctl-redirect "$VER" "$NAME" stop
 for _ in $(seq 1 50); do redis_up || break; sleep 0.1; done
 check "Redis stopped" bash -c '! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1'
 check "PostgreSQL stopped" bash -c '! pg_isready -q -h 127.0.0.1 -p 5432'
-set +e
-out=$(./quickstart setup 2>&1)
-rc=$?
-set -e
-printf '%s\n' "$out" | sed 's/^/      > /'
-if [ "$rc" = 0 ]; then pass "setup exits 0"; else fail "setup exits 0 (it exited $rc)"; fi
+run_setup
 check "PostgreSQL answers again" pg_up
 check "postgres@127.0.0.1 logs in again" pg_login
 check "Redis answers PING again" redis_up
@@ -102,12 +108,7 @@ if grep -q "^Redis 127.0.0.1:6379: stopped, started$" <<<"$out"; then pass "Redi
 echo "== (b) ./quickstart setup again: nothing to do"
 sums_mid=$(conf_sums "$VER" "$NAME")
 clusters_mid=$(clusters)
-set +e
-out=$(./quickstart setup 2>&1)
-rc=$?
-set -e
-printf '%s\n' "$out" | sed 's/^/      > /'
-if [ "$rc" = 0 ]; then pass "setup exits 0"; else fail "setup exits 0 (it exited $rc)"; fi
+run_setup
 if grep -qx 'setup: 0 change(s)' <<<"$out"; then pass "setup reported 0 change(s)"; else fail "setup reported 0 change(s)"; fi
 sums_after=$(conf_sums "$VER" "$NAME")
 if [ "$sums_after" = "$sums_mid" ] && [ "$sums_after" = "$sums_before" ]; then

@@ -1,5 +1,6 @@
 //! One worker's request context, and what every handler uses of it.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::auth::{Auth, Caller};
@@ -24,6 +25,10 @@ pub struct WorkerContext {
     pub metrics: Option<&'static WorkerMetrics>,
     /// The worker's live-update streams.
     pub live: Arc<Subscribers>,
+    /// Set once a stop was asked for: `/ready` answers 503 while requests are still served, so
+    /// that a load balancer stops sending new ones before the listener closes. One flag for the
+    /// whole process, read once per `/ready`.
+    pub draining: Arc<AtomicBool>,
 }
 
 pub(super) type ApiResult = Result<Response, ApiError>;

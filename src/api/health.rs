@@ -4,8 +4,11 @@ use super::context::{ApiResult, WorkerContext};
 use super::error;
 use crate::cache::{BidCache, CacheStatus};
 use crate::http::Response;
+use std::sync::atomic::Ordering;
 
 pub(super) fn ready(ctx: &WorkerContext) -> ApiResult {
+    // Draining: "unavailable", the contract's word for a server not to send requests to.
+    let draining = ctx.draining.load(Ordering::Relaxed);
     let postgres_up = ctx.store.answers();
     let redis = match ctx.cache.as_ref().map(BidCache::status) {
         None => "disabled",
@@ -13,6 +16,7 @@ pub(super) fn ready(ctx: &WorkerContext) -> ApiResult {
         Some(CacheStatus::Down) => "down",
     };
     let (code, status) = match (postgres_up, redis) {
+        _ if draining => (503, "unavailable"),
         (false, _) => (503, "unavailable"),
         (true, "up") => (200, "ready"),
         (true, _) => (200, "degraded"),

@@ -86,8 +86,7 @@ impl<P: Protocol> Link<P> {
         on_break: Option<OnBreak>,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Arc<Link<P>>, ErrorOf<P>> {
-        let mut hs = Handshake::dial(&P::endpoint(cfg), P::LIMITS, worker)?;
-        let session = P::handshake(cfg, &mut hs)?;
+        let (hs, session) = Link::<P>::first_taker(cfg, worker)?;
         let shared = start::<P>(hs, P::decoder(cfg), worker, on_break)?;
         Ok(Arc::new(Link {
             shared,
@@ -95,6 +94,42 @@ impl<P: Protocol> Link<P> {
             worker,
             observer,
         }))
+    }
+
+    /// Dials the endpoints in order and runs the handshake on each until one takes. When every
+    /// one fails for a reason that lets the next be tried, the error names each one's reason.
+    fn first_taker(
+        cfg: &P::Config,
+        worker: WorkerId,
+    ) -> Result<(Handshake, P::Session), ErrorOf<P>> {
+        let endpoints = P::endpoints(cfg);
+        debug_assert!(
+            !endpoints.is_empty(),
+            "a protocol gives at least one endpoint"
+        );
+        let mut passed = Vec::new();
+        for (i, at) in endpoints.iter().enumerate() {
+            let attempt = Handshake::dial(at, P::LIMITS, worker)
+                .map_err(ErrorOf::<P>::from)
+                .and_then(|mut hs| P::handshake(cfg, &mut hs).map(|session| (hs, session)));
+            match attempt {
+                Ok(taken) => return Ok(taken),
+                Err(e) if i + 1 < endpoints.len() && P::try_next(&e) => {
+                    passed.push(format!("{}:{}: {e}", at.host, at.port));
+                }
+                Err(e) if passed.is_empty() || !P::try_next(&e) => return Err(e),
+                Err(e) => {
+                    passed.push(format!("{}:{}: {e}", at.host, at.port));
+                    return Err(LinkError::Unavailable(format!(
+                        "no server of {} took the connection: {}",
+                        endpoints.len(),
+                        passed.join("; ")
+                    ))
+                    .into());
+                }
+            }
+        }
+        Err(LinkError::Unavailable("no endpoint to connect to".into()).into())
     }
 
     /// What the handshake learned.

@@ -20,7 +20,15 @@ pub trait Protocol: Send + Sync + Sized + 'static {
     /// Also names the protocol's requests and errors.
     type Decoder: Decoder;
 
-    fn endpoint(cfg: &Self::Config) -> Endpoint<'_>;
+    /// Where to connect, tried in order at every (re)connection until one takes; at least one.
+    fn endpoints(cfg: &Self::Config) -> Vec<Endpoint<'_>>;
+
+    /// Whether a failure to connect to one endpoint lets the next be tried (it could not be
+    /// reached, or is not the kind of server wanted), rather than ending the attempt (a wrong
+    /// password is wrong everywhere).
+    fn try_next(_e: &ErrorOf<Self>) -> bool {
+        true
+    }
 
     /// Everything between the TCP connection and the first request, bounded by the handshake's
     /// deadline.

@@ -83,12 +83,12 @@ impl Protocol for Lines {
     type Session = ();
     type Decoder = LineDecoder;
 
-    fn endpoint(port: &u16) -> Endpoint<'_> {
-        Endpoint {
+    fn endpoints(port: &u16) -> Vec<Endpoint<'_>> {
+        vec![Endpoint {
             host: "127.0.0.1",
             port: *port,
             connect_timeout: Duration::from_secs(2),
-        }
+        }]
     }
 
     fn handshake(_: &u16, hs: &mut Handshake) -> Result<(), TestError> {

@@ -66,6 +66,9 @@ impl RedisConfig {
             .strip_prefix("redis://")
             .ok_or_else(|| invalid("it must start with redis:// (or be \"off\")"))?;
         let parts = crate::url::split(rest).map_err(invalid)?;
+        if parts.hosts.len() > 1 {
+            return Err(invalid("one host only"));
+        }
         let mut cfg = RedisConfig {
             host: parts.host.ok_or_else(|| invalid("no host"))?,
             port: parts.port.unwrap_or(DEFAULT_PORT),

@@ -28,12 +28,12 @@ impl Protocol for Resp {
     type Session = Duration;
     type Decoder = RespDecoder;
 
-    fn endpoint(cfg: &RedisConfig) -> Endpoint<'_> {
-        Endpoint {
+    fn endpoints(cfg: &RedisConfig) -> Vec<Endpoint<'_>> {
+        vec![Endpoint {
             host: &cfg.host,
             port: cfg.port,
             connect_timeout: cfg.connect_timeout,
-        }
+        }]
     }
 
     /// Returns the command timeout, the patience of every `query` on this connection.

@@ -15,15 +15,22 @@ const DEFAULT_HOST: &str = "localhost";
 const DEFAULT_APPLICATION_NAME: &str = "gavel";
 
 /// Connection settings, usually parsed from
-/// `postgres://user[:password]@host[:port]/dbname[?application_name=..&connect_timeout=secs]`.
+/// `postgres://user[:password]@host[:port][,host[:port]...]/dbname[?application_name=..&connect_timeout=secs]`.
 ///
-/// Also accepted in the query string: `statement_timeout` and `query_timeout` (milliseconds) and
-/// `sslmode=disable|allow|prefer` (this client speaks plain TCP only). Unknown keys are rejected
-/// so that a typo does not silently fall back to a default.
+/// Also accepted in the query string: `statement_timeout` and `query_timeout` (milliseconds),
+/// `target_session_attrs=any|read-write|primary` and `sslmode=disable|allow|prefer` (this client
+/// speaks plain TCP only). Unknown keys are rejected so that a typo does not silently fall back
+/// to a default.
+///
+/// Several hosts are tried in order, as libpq does, at every (re)connection: a host that cannot
+/// be reached, is starting up or shutting down, or (with `read-write`) accepts no writes is
+/// passed over for the next.
 #[derive(Clone)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
+    /// At least one; each with its port (5432 when the URL gives none).
+    pub hosts: Vec<(String, u16)>,
+    /// Which server a connection may settle on.
+    pub target_session_attrs: SessionAttrs,
     pub user: String,
     pub password: Option<String>,
     pub dbname: String,
@@ -36,12 +43,22 @@ pub struct Config {
     pub query_timeout: Duration,
 }
 
+/// libpq's `target_session_attrs`, the forms a primary-and-standby setup needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionAttrs {
+    /// Any server that accepts the connection (libpq's default).
+    Any,
+    /// Only a server that accepts writes: not a standby, and not read-only by default
+    /// (`read-write`, and `primary`, which differ only in the default's detail).
+    ReadWrite,
+}
+
 /// Hand-written so that the password never reaches a log line.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("hosts", &self.hosts)
+            .field("target_session_attrs", &self.target_session_attrs)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dbname", &self.dbname)
@@ -71,11 +88,18 @@ impl Config {
             cfg.user = user;
         }
         cfg.password = parts.password;
-        if let Some(host) = parts.host {
-            cfg.host = host;
-        }
-        if let Some(port) = parts.port {
-            cfg.port = port;
+        cfg.hosts = parts
+            .hosts
+            .into_iter()
+            .map(|(host, port)| {
+                (
+                    host.unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+                    port.unwrap_or(DEFAULT_PORT),
+                )
+            })
+            .collect();
+        if cfg.hosts.is_empty() {
+            cfg.hosts.push((DEFAULT_HOST.to_owned(), DEFAULT_PORT));
         }
         cfg.dbname = match percent_decode(parts.path)? {
             db if db.is_empty() => cfg.user.clone(),
@@ -96,8 +120,8 @@ impl Config {
     fn defaults() -> Config {
         let statement_timeout = Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MILLIS);
         Config {
-            host: DEFAULT_HOST.to_owned(),
-            port: DEFAULT_PORT,
+            hosts: vec![(DEFAULT_HOST.to_owned(), DEFAULT_PORT)],
+            target_session_attrs: SessionAttrs::Any,
             user: DEFAULT_USER.to_owned(),
             password: None,
             dbname: DEFAULT_USER.to_owned(),
@@ -133,6 +157,17 @@ fn parse_query(query: &str, mut cfg: Config) -> Result<Config, PgError> {
                 cfg.statement_timeout = Duration::from_millis(number(key, &value)?)
             }
             "query_timeout" => query_timeout = Some(Duration::from_millis(positive(key, &value)?)),
+            "target_session_attrs" => {
+                cfg.target_session_attrs = match value.as_str() {
+                    "any" => SessionAttrs::Any,
+                    "read-write" | "primary" => SessionAttrs::ReadWrite,
+                    _ => {
+                        return Err(invalid(format_args!(
+                            "target_session_attrs must be any, read-write or primary, got {value:?}"
+                        )))
+                    }
+                }
+            }
             "sslmode" if matches!(value.as_str(), "disable" | "allow" | "prefer") => {}
             "sslmode" => return Err(invalid("TLS is not supported (use sslmode=disable)")),
             _ => return Err(invalid(format_args!("unknown parameter {key:?}"))),
@@ -172,8 +207,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.user, "bidder");
         assert_eq!(c.password.as_deref(), Some("s@cr/t"));
-        assert_eq!(c.host, "db.local");
-        assert_eq!(c.port, 6543);
+        assert_eq!(c.hosts, vec![("db.local".to_owned(), 6543)]);
+        assert_eq!(c.target_session_attrs, SessionAttrs::Any);
         assert_eq!(c.dbname, "auctions");
         assert_eq!(c.application_name, "gavel w1");
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
@@ -182,14 +217,14 @@ mod tests {
     #[test]
     fn defaults_apply() {
         let c = Config::from_url("postgres://127.0.0.1").unwrap();
-        assert_eq!((c.user.as_str(), c.port), ("postgres", 5432));
+        assert_eq!((c.user.as_str(), c.hosts[0].1), ("postgres", 5432));
         assert_eq!(c.dbname, "postgres");
         assert_eq!(c.password, None);
         assert_eq!(c.application_name, "gavel");
         let c = Config::from_url("postgresql://alice@h/").unwrap();
         assert_eq!(c.dbname, "alice", "dbname defaults to the user");
         let c = Config::from_url("postgres://@/").unwrap();
-        assert_eq!(c.host, "localhost");
+        assert_eq!(c.hosts, vec![("localhost".to_owned(), 5432)]);
     }
 
     #[test]
@@ -209,15 +244,38 @@ mod tests {
     fn password_with_raw_slash_and_at() {
         let c = Config::from_url("postgres://u:p/w@d@h:1/db").unwrap();
         assert_eq!(c.password.as_deref(), Some("p/w@d"));
-        assert_eq!((c.host.as_str(), c.port, c.dbname.as_str()), ("h", 1, "db"));
+        assert_eq!(c.hosts, vec![("h".to_owned(), 1)]);
+        assert_eq!(c.dbname, "db");
     }
 
     #[test]
     fn ipv6_host() {
         let c = Config::from_url("postgres://u@[::1]:5433/db").unwrap();
-        assert_eq!((c.host.as_str(), c.port), ("::1", 5433));
+        assert_eq!(c.hosts, vec![("::1".to_owned(), 5433)]);
         let c = Config::from_url("postgres://u@[::1]/db").unwrap();
-        assert_eq!(c.port, 5432);
+        assert_eq!(c.hosts[0].1, 5432);
+    }
+
+    #[test]
+    fn host_lists_as_libpq_writes_them() {
+        let c = Config::from_url(
+            "postgres://u@127.0.0.1:6001,127.0.0.1:6002,db3/gavel?target_session_attrs=read-write",
+        )
+        .unwrap();
+        assert_eq!(
+            c.hosts,
+            vec![
+                ("127.0.0.1".to_owned(), 6001),
+                ("127.0.0.1".to_owned(), 6002),
+                ("db3".to_owned(), 5432),
+            ]
+        );
+        assert_eq!(c.target_session_attrs, SessionAttrs::ReadWrite);
+        assert_eq!(c.dbname, "gavel");
+        let c = Config::from_url("postgres://h/db?target_session_attrs=primary").unwrap();
+        assert_eq!(c.target_session_attrs, SessionAttrs::ReadWrite);
+        let c = Config::from_url("postgres://h/db?target_session_attrs=any").unwrap();
+        assert_eq!(c.target_session_attrs, SessionAttrs::Any);
     }
 
     #[test]
@@ -237,6 +295,11 @@ mod tests {
             "postgres://u%4@h/db",
             "postgres://u%ff@h/db",
             "postgres://[::1/db",
+            "postgres://h1,,h2/db",
+            "postgres://h1,/db",
+            "postgres://h1:5432,h2:x/db",
+            "postgres://h/db?target_session_attrs=standby",
+            "postgres://h/db?target_session_attrs=",
         ] {
             assert!(
                 matches!(Config::from_url(url), Err(PgError::Unavailable(_))),
@@ -258,6 +321,6 @@ mod tests {
         let c = Config::from_url("postgres://u:p@h:1/a").unwrap();
         let d = c.with_dbname("b");
         assert_eq!(d.dbname, "b");
-        assert_eq!((d.user, d.password, d.port), (c.user, c.password, c.port));
+        assert_eq!((d.user, d.password, d.hosts), (c.user, c.password, c.hosts));
     }
 }

@@ -14,7 +14,7 @@ use super::codec::{
     encode_prepare, encode_query, encode_simple, encode_startup, encode_terminate, next_message,
     Backend,
 };
-use super::config::Config;
+use super::config::{Config, SessionAttrs};
 use super::demux::{Demux, Pending};
 use super::error::{server_error, PgError};
 use super::limits::LIMITS;
@@ -85,17 +85,42 @@ impl Protocol for Postgres {
     type Session = Session;
     type Decoder = Demux;
 
-    fn endpoint(t: &Target) -> Endpoint<'_> {
-        Endpoint {
-            host: &t.cfg.host,
-            port: t.cfg.port,
-            connect_timeout: t.cfg.connect_timeout,
+    fn endpoints(t: &Target) -> Vec<Endpoint<'_>> {
+        t.cfg
+            .hosts
+            .iter()
+            .map(|(host, port)| Endpoint {
+                host,
+                port: *port,
+                connect_timeout: t.cfg.connect_timeout,
+            })
+            .collect()
+    }
+
+    /// The next host is tried when this one could not be reached or set up, is starting up,
+    /// shutting down or in recovery (SQLSTATE class 57), or accepts no writes when writes are
+    /// wanted (25006). A failed authentication or a missing database stops the attempt: every
+    /// host of a replicated set would answer the same.
+    fn try_next(e: &PgError) -> bool {
+        match e {
+            PgError::Unavailable(_) | PgError::Timeout => true,
+            PgError::Db { code, .. } => code.starts_with("57") || code == READ_ONLY_SQL_TRANSACTION,
+            PgError::Busy | PgError::Protocol(_) | PgError::Auth(_) => false,
         }
     }
 
-    /// Start-up, authentication, then every statement prepared in one round trip.
+    /// Start-up, authentication, the server's kind when writes are wanted, then every statement
+    /// prepared in one round trip.
     fn handshake(t: &Target, hs: &mut Handshake) -> Result<Session, PgError> {
         let backend_pid = startup(hs, &t.cfg)?;
+        if t.cfg.target_session_attrs == SessionAttrs::ReadWrite {
+            if let Err(e) = require_writes(hs) {
+                let mut bye = Vec::new();
+                Postgres::farewell(&mut bye);
+                let _ = hs.send(&bye);
+                return Err(e);
+            }
+        }
         let statements = prepare(hs, t.statements)?;
         if let Some(listen) = &t.listen {
             listen_on(hs, &listen.channels)?;
@@ -215,6 +240,31 @@ fn is_auth_message(m: &Message) -> bool {
             | Message::AuthenticationScmCredential
             | Message::AuthenticationSspi
     )
+}
+
+/// SQLSTATE `read_only_sql_transaction`: what a standby, or a server read-only by default, says.
+const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+/// Fails with 25006 unless the server accepts writes: not in recovery (a standby) and not
+/// read-only by default. One round trip with no rows, so it needs no row decoding here; it works
+/// on every PostgreSQL version, where the `in_hot_standby` report needs 14.
+fn require_writes(hs: &mut Handshake) -> Result<(), PgError> {
+    const CHECK: &str = "DO $$BEGIN IF pg_is_in_recovery() \
+        OR current_setting('default_transaction_read_only')::bool THEN \
+        RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction', \
+        MESSAGE = 'this server accepts no writes (target_session_attrs=read-write)'; \
+        END IF; END$$";
+    hs.send(&encode_simple(CHECK)?)?;
+    let mut error = None;
+    loop {
+        match recv(hs)? {
+            Message::ErrorResponse(body) => {
+                error.get_or_insert(server_error(body.fields())?.error);
+            }
+            Message::ReadyForQuery(_) => return error.map_or(Ok(()), Err),
+            _ => {}
+        }
+    }
 }
 
 /// Start-up and authentication up to the first ReadyForQuery; returns the backend's pid.

@@ -35,7 +35,7 @@ mod notify;
 mod row;
 
 pub use client::Client;
-pub use config::Config;
+pub use config::{Config, SessionAttrs};
 pub use conn::{Connection, Postgres, StatementDef, Statements, Target};
 pub use error::PgError;
 pub use notify::{Notification, Notifications, MAX_PENDING_NOTIFICATIONS};
