@@ -212,8 +212,8 @@ const UNIQUE_VIOLATION: &str = "23505";
 const MIGRATION_TIMEOUT_SECS: u64 = 600;
 
 /// Connects to the configured database, creating it first when it does not exist, and brings its
-/// schema up to date: one round trip when it already is (every restart), else under the
-/// migration lock.
+/// schema up to date under the migration lock. (A restart on a settled schema does not come here:
+/// see `migrate::check`, which start-up runs on the workers' own connections.)
 pub fn prepare_database(cfg: &Config) -> Result<String, String> {
     let mut cfg = cfg.clone();
     cfg.statement_timeout = Duration::from_secs(MIGRATION_TIMEOUT_SECS);
@@ -226,10 +226,6 @@ pub fn prepare_database(cfg: &Config) -> Result<String, String> {
         }
         Err(e) => return Err(format!("cannot connect to PostgreSQL: {e}")),
     };
-    let checked = migrate::check(&client).map_err(|e| format!("cannot read the schema: {e}"))?;
-    if let migrate::Schema::Settled { instance } = checked {
-        return Ok(instance);
-    }
     migrate::run(&client).map_err(|e| e.to_string())?;
     instance_id(&client).map_err(|e| format!("cannot read the instance id: {e}"))
 }
