@@ -813,17 +813,24 @@ fn a_host_list_settles_on_the_first_server_that_takes_writes() {
         );
         drop((any, rw));
 
-        // Every server read-only: the error names each host's reason.
+        // Every server read-only: the last one's answer, as it is (its SQLSTATE kept).
         a.set_read_only(true);
         let e = Connection::connect(&list("read-write"), &[], 0)
             .err()
             .unwrap();
-        let text = e.to_string();
+        assert_eq!(e.code(), Some("25006"), "{e}");
+        a.set_read_only(false);
+        // Every server unreachable: the error names each host's reason.
+        let down =
+            Config::from_url("postgres://postgres@127.0.0.1:1,127.0.0.1:2/postgres").unwrap();
+        let text = Connection::connect(&down, &[], 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
-            text.contains("127.0.0.1:1:") && text.contains("accepts no writes"),
+            text.contains("127.0.0.1:1:") && text.contains("127.0.0.1:2:"),
             "{text}"
         );
-        a.set_read_only(false);
 
         // A failover: the writable server goes away, the other is made writable.
         let client = Client::connect_now(list("read-write"), STATEMENTS, 0).unwrap();
@@ -845,17 +852,39 @@ fn a_host_list_settles_on_the_first_server_that_takes_writes() {
             t.elapsed()
         );
         b.set_read_only(false);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(p)) = port() {
-                assert_eq!(p, b.port.to_string());
-                break;
+        let settles_on = |want: u16| {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Ok(Some(p)) = port() {
+                    assert_eq!(p, want.to_string());
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the client found the new writable server"
+                );
+                may::coroutine::sleep(Duration::from_millis(50));
             }
-            assert!(
-                Instant::now() < deadline,
-                "the client found the new writable server"
-            );
-            may::coroutine::sleep(Duration::from_millis(50));
-        }
+        };
+        settles_on(b.port);
+
+        // A switchover: the server under an open connection turns read-only. Its first refused
+        // write (25006) gives the connection up, and the client settles on the writable one.
+        a.ctl_start();
+        b.set_read_only(true);
+        // The reload reaches the server's session between two of its statements.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let e = loop {
+            match client.simple_query("CREATE TABLE IF NOT EXISTS probe (x int)") {
+                Err(e) => break e,
+                Ok(_) => assert!(Instant::now() < deadline, "the write was refused"),
+            }
+            may::coroutine::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(e.code(), Some("25006"), "{e}");
+        settles_on(a.port);
+        client
+            .simple_query("CREATE TABLE IF NOT EXISTS probe (x int)")
+            .unwrap();
     });
 }

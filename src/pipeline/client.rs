@@ -77,6 +77,11 @@ impl<P: Protocol> Client<P> {
     ) -> Result<T, ErrorOf<P>> {
         let r = self.live().and_then(|link| {
             let r = f(&link);
+            if let Err(e) = &r {
+                if P::abandons(e) {
+                    link.abandon(format!("the server answered {e}"));
+                }
+            }
             if link.is_broken() {
                 self.inner.ensure_reconnecting();
             }

@@ -117,7 +117,13 @@ impl<P: Protocol> Link<P> {
                 Err(e) if i + 1 < endpoints.len() && P::try_next(&e) => {
                     passed.push(format!("{}:{}: {e}", at.host, at.port));
                 }
-                Err(e) if passed.is_empty() || !P::try_next(&e) => return Err(e),
+                // A server's own answer (its SQLSTATE, say) is kept as it is: the caller may act on
+                // it (create a missing database); only "could not get through" is summed up.
+                Err(e)
+                    if passed.is_empty() || !P::try_next(&e) || e.failure() == Failure::Server =>
+                {
+                    return Err(e)
+                }
                 Err(e) => {
                     passed.push(format!("{}:{}: {e}", at.host, at.port));
                     return Err(LinkError::Unavailable(format!(
@@ -130,6 +136,12 @@ impl<P: Protocol> Link<P> {
             }
         }
         Err(LinkError::Unavailable("no endpoint to connect to".into()).into())
+    }
+
+    /// Gives the link up: queued requests fail, the socket is shut, and the owner's break hook
+    /// starts a reconnection.
+    pub fn abandon(&self, why: String) {
+        self.shared.break_down(why);
     }
 
     /// What the handshake learned.

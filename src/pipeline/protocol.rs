@@ -30,6 +30,12 @@ pub trait Protocol: Send + Sync + Sized + 'static {
         true
     }
 
+    /// Whether an answer on an open link means its server is no longer one to use (a primary
+    /// turned standby): the link is then given up and the client reconnects.
+    fn abandons(_e: &ErrorOf<Self>) -> bool {
+        false
+    }
+
     /// Everything between the TCP connection and the first request, bounded by the handshake's
     /// deadline.
     fn handshake(cfg: &Self::Config, hs: &mut Handshake) -> Result<Self::Session, ErrorOf<Self>>;

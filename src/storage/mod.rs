@@ -62,6 +62,9 @@ fn transient_sqlstate(code: &str) -> bool {
     ["08", "53", "57", "40"]
         .iter()
         .any(|class| code.starts_with(class))
+        // A server that turned read-only under the connection (a primary demoted in a
+        // switchover): the client reconnects through the host list, so a retry finds the new one.
+        || code == pg::READ_ONLY_SQL_TRANSACTION
 }
 
 impl From<PgError> for StoreError {

@@ -97,16 +97,22 @@ impl Protocol for Postgres {
             .collect()
     }
 
-    /// The next host is tried when this one could not be reached or set up, is starting up,
-    /// shutting down or in recovery (SQLSTATE class 57), or accepts no writes when writes are
-    /// wanted (25006). A failed authentication or a missing database stops the attempt: every
-    /// host of a replicated set would answer the same.
+    /// As libpq does, the next host is tried after any failure but a failed authentication
+    /// (which every host of a replicated set would answer alike): one unreachable, starting up
+    /// or shutting down (class 57), read-only when writes are wanted (25006), or without the
+    /// database yet (3D000: a standby that has not replayed its creation).
     fn try_next(e: &PgError) -> bool {
         match e {
             PgError::Unavailable(_) | PgError::Timeout => true,
-            PgError::Db { code, .. } => code.starts_with("57") || code == READ_ONLY_SQL_TRANSACTION,
+            PgError::Db { code, .. } => !code.starts_with("28"),
             PgError::Busy | PgError::Protocol(_) | PgError::Auth(_) => false,
         }
+    }
+
+    /// A connection whose server answers that it takes no writes is on a demoted primary or a
+    /// standby: it is given up, and the reconnection goes through the host list again.
+    fn abandons(e: &PgError) -> bool {
+        e.code() == Some(READ_ONLY_SQL_TRANSACTION)
     }
 
     /// Start-up, authentication, the server's kind when writes are wanted, then every statement
@@ -243,7 +249,7 @@ fn is_auth_message(m: &Message) -> bool {
 }
 
 /// SQLSTATE `read_only_sql_transaction`: what a standby, or a server read-only by default, says.
-const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 
 /// Fails with 25006 unless the server accepts writes: not in recovery (a standby) and not
 /// read-only by default. One round trip with no rows, so it needs no row decoding here; it works

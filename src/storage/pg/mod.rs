@@ -36,7 +36,7 @@ mod row;
 
 pub use client::Client;
 pub use config::{Config, SessionAttrs};
-pub use conn::{Connection, Postgres, StatementDef, Statements, Target};
+pub use conn::{Connection, Postgres, StatementDef, Statements, Target, READ_ONLY_SQL_TRANSACTION};
 pub use error::PgError;
 pub use notify::{Notification, Notifications, MAX_PENDING_NOTIFICATIONS};
 pub use postgres_types::{FromSql, ToSql, Type};
