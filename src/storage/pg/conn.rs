@@ -260,7 +260,13 @@ fn require_writes(hs: &mut Handshake) -> Result<(), PgError> {
         RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction', \
         MESSAGE = 'this server accepts no writes (target_session_attrs=read-write)'; \
         END IF; END$$";
-    hs.send(&encode_simple(CHECK)?)?;
+    simple_without_rows(hs, CHECK)
+}
+
+/// Runs `sql` (statements that return no rows) during the handshake; the first error the server
+/// answers, once it is ready again.
+fn simple_without_rows(hs: &mut Handshake, sql: &str) -> Result<(), PgError> {
+    hs.send(&encode_simple(sql)?)?;
     let mut error = None;
     loop {
         match recv(hs)? {
@@ -364,17 +370,7 @@ fn listen_on(hs: &mut Handshake, channels: &[String]) -> Result<(), PgError> {
         .iter()
         .map(|c| format!("LISTEN \"{}\";", c.replace('"', "\"\"")))
         .collect();
-    hs.send(&encode_simple(&sql)?)?;
-    let mut error = None;
-    loop {
-        match recv(hs)? {
-            Message::ErrorResponse(body) => {
-                error.get_or_insert(server_error(body.fields())?.error);
-            }
-            Message::ReadyForQuery(_) => return error.map_or(Ok(()), Err),
-            _ => {}
-        }
-    }
+    simple_without_rows(hs, &sql)
 }
 
 /// An empty name is the unnamed statement, which the next Parse would replace; a duplicate
