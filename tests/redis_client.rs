@@ -68,33 +68,29 @@ impl Server {
         loop {
             // A port another test took between `free_port` and the bind makes redis-server exit;
             // a connect could then even reach that other listener. Checked after the connect too.
-            let exited = self
-                .child
-                .as_mut()
-                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
-            if exited {
-                return Err(format!(
-                    "redis-server exited at start (port {} taken?)",
-                    self.port
-                ));
-            }
+            self.still_running()?;
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 std::thread::sleep(Duration::from_millis(20));
-                let exited = self
-                    .child
-                    .as_mut()
-                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
-                if exited {
-                    return Err(format!(
-                        "redis-server exited at start (port {} taken?)",
-                        self.port
-                    ));
-                }
-                return Ok(());
+                return self.still_running();
             }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// An error when the started redis-server has already exited (its port taken meanwhile).
+    fn still_running(&mut self) -> Result<(), String> {
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if exited {
+            return Err(format!(
+                "redis-server exited at start (port {} taken?)",
+                self.port
+            ));
+        }
+        Ok(())
     }
 
     fn stop(&mut self) {
