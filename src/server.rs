@@ -44,14 +44,17 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     // A URL that cannot be used is a setting to fix, like a bad flag: exit 2, not a failed start.
-    if let Err(e) = pg_config(&cfg).and_then(|_| {
+    let (pg, redis) = match pg_config(&cfg).and_then(|pg| {
         RedisConfig::from_url(&cfg.redis_url)
-            .map(drop)
+            .map(|redis| (pg, redis))
             .map_err(|e| format!("REDIS_URL is not usable: {e}"))
     }) {
-        logging::error("bad settings", &[("error", &e)]);
-        return EXIT_BAD_SETTINGS;
-    }
+        Ok(urls) => urls,
+        Err(e) => {
+            logging::error("bad settings", &[("error", &e)]);
+            return EXIT_BAD_SETTINGS;
+        }
+    };
     raise_nofile_limit();
     // Connection coroutines pick their own stack size; may's default stays small for its helpers.
     may::config()
@@ -82,7 +85,7 @@ pub fn run(cfg: Config) -> i32 {
             .map_or_else(|e| e.to_string(), |a| a.to_string());
         logging::info("admin listening", &[("addr", &addr), ("path", &"/metrics")]);
     }
-    let (contexts, schema) = match start_storage(&cfg) {
+    let (contexts, schema) = match start_storage(&cfg, &pg, redis) {
         Ok(c) => c,
         Err(e) => {
             logging::error("start-up failed", &[("error", &e)]);
@@ -105,10 +108,8 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     // Off the start-up path: the sweeper's connection is not needed to serve.
-    if let Err(e) = pg_config(&cfg).and_then(|pg| {
-        storage::sweep::start(&pg, WorkerId::new(0))
-            .map_err(|e| format!("cannot start the key sweeper: {e}"))
-    }) {
+    if let Err(e) = storage::sweep::start(&pg, WorkerId::new(0)) {
+        let e = format!("cannot start the key sweeper: {e}");
         logging::error("start-up failed", &[("error", &e)]);
         return EXIT_STARTUP_FAILED;
     }
@@ -250,13 +251,14 @@ fn pg_config(cfg: &Config) -> Result<pg::Config, String> {
 /// Returns the contexts and how the schema was found: `settled` (one round trip on the
 /// connections opened first) or `prepared` (under the lock, connections opened again), for the
 /// log.
-fn start_storage(cfg: &Config) -> Result<(Vec<Arc<WorkerContext>>, &'static str), String> {
-    let pg = pg_config(cfg)?;
-    let redis = RedisConfig::from_url(&cfg.redis_url)
-        .map_err(|e| format!("REDIS_URL is not usable: {e}"))?;
+fn start_storage(
+    cfg: &Config,
+    pg: &pg::Config,
+    redis: Option<RedisConfig>,
+) -> Result<(Vec<Arc<WorkerContext>>, &'static str), String> {
     let auth = cfg.auth_secret.as_deref().map(|s| Arc::new(Auth::new(s)));
     let draining = Arc::new(AtomicBool::new(false));
-    let early: Vec<Option<Store>> = connect_stores(&pg, (0..cfg.workers).collect())?
+    let early: Vec<Option<Store>> = connect_stores(pg, (0..cfg.workers).collect())?
         .into_iter()
         .map(|h| h.join().ok().and_then(Result::ok))
         .collect();
@@ -264,8 +266,8 @@ fn start_storage(cfg: &Config) -> Result<(Vec<Arc<WorkerContext>>, &'static str)
         Some(instance) => (instance, early.into_iter().flatten().collect(), "settled"),
         None => {
             drop(early);
-            let instance = prepare_schema(&pg)?;
-            let stores = join_stores(connect_stores(&pg, (0..cfg.workers).collect())?)?;
+            let instance = prepare_schema(pg)?;
+            let stores = join_stores(connect_stores(pg, (0..cfg.workers).collect())?)?;
             (instance, stores, "prepared")
         }
     };
@@ -290,16 +292,15 @@ fn start_storage(cfg: &Config) -> Result<(Vec<Arc<WorkerContext>>, &'static str)
             }))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    Ok((start_live(&pg, contexts, inboxes, live, hub)?, schema))
+    Ok((start_live(pg, contexts, inboxes, live, hub)?, schema))
 }
 
 /// The instance id, when every worker connected and the schema they prepared against is settled.
 fn settled_instance(stores: &[Option<Store>]) -> Option<String> {
-    let first = stores
-        .iter()
-        .map(Option::as_ref)
-        .collect::<Option<Vec<_>>>()?[0];
-    match first.schema() {
+    if stores.iter().any(Option::is_none) {
+        return None;
+    }
+    match stores.first()?.as_ref()?.schema() {
         Ok(storage::migrate::Schema::Settled { instance }) => Some(instance),
         _ => None,
     }
